@@ -1,0 +1,1 @@
+"""Torch modules the builder wires together. One module per concept."""

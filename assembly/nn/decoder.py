@@ -1,0 +1,198 @@
+"""The decoder stack: one step at a time, or the whole teacher-forced sequence at once.
+
+Per step (``step``): the input is the fed previous token's embedding (or vector), joined
+by the peek context, the attention context (position ``before``) and the previous
+attentional vector (input feeding); the layers run in turn (with inner state sync if
+asked); attention ``after`` then forms h̃_t = tanh(W_c [c_t; s_t]). ``features`` are what
+the output layer reads.
+
+Where no step depends on the previous one's result (no input feeding, no attention
+before the step, no inner sync, no sampling), :meth:`Decoder.forward_parallel` runs every
+layer over the whole sequence with the fused kernels and attends for all steps at once.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from assembly.nn.attention import Attention
+from assembly.nn.encoder import device_of
+from assembly.nn.layers import State
+
+
+@attrs.define
+class Memory:
+    """What every decoder step reads from the encoder, prepared once per batch.
+
+    values (B, S, M), keys (projected for the score), mask (B, S), summary (B, M) (the
+    peek context, already mapped for ``add``/``projected-add``)."""
+
+    values: Tensor
+    keys: Tensor | None
+    mask: Tensor
+    summary: Tensor
+    source_lengths: Tensor
+
+    def select(self, index: Tensor) -> Memory:
+        """Rows ``index`` (B',) of every batch tensor: reorders/expands beams or samples."""
+        return Memory(self.values.index_select(0, index),
+                      None if self.keys is None else self.keys.index_select(0, index),
+                      self.mask.index_select(0, index), self.summary.index_select(0, index),
+                      self.source_lengths.index_select(0, index.to(self.source_lengths.device)))
+
+
+@attrs.define
+class DecoderState:
+    """layers: each layer's state tensors (B, ·); feed: h̃_{t−1} for input feeding."""
+
+    layers: list[State]
+    feed: Tensor | None = None
+
+    def select(self, index: Tensor) -> DecoderState:
+        return DecoderState([tuple(t.index_select(0, index) for t in s) for s in self.layers],
+                            None if self.feed is None else self.feed.index_select(0, index))
+
+    def map(self, fn: object) -> DecoderState:
+        """Apply ``fn`` to every tensor (e.g. an average over past states)."""
+        return DecoderState([tuple(fn(t) for t in s) for s in self.layers],  # type: ignore
+                            None if self.feed is None else fn(self.feed))  # type: ignore
+
+
+@attrs.define
+class StepOutput:
+    features: Tensor  # (B, F)
+    state: DecoderState
+    attention: Tensor | None  # (B, S)
+    top: Tensor  # (B, O) top layer output (regularisers read it)
+    layer_outputs: list[Tensor]
+
+
+class Decoder(nn.Module):
+    """See the module docstring. ``peek_mode`` is None, ``concat``, ``add`` or
+    ``projected-add``; ``position`` is ``after`` or ``before``; ``query`` ``top``/``all``."""
+
+    def __init__(self, layers: list[nn.Module], *, dropout: float, feed_previous: bool,
+                 peek_mode: str | None, peek_map: nn.Module | None,
+                 attention: Attention | None, position: str, query: str,
+                 input_feeding: bool, attentional: nn.Module | None,
+                 attention_dropout: float, sync_maps: list[nn.ModuleList] | None) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(dropout)
+        self.feed_previous = feed_previous
+        self.peek_mode = peek_mode
+        self.peek_map = peek_map
+        self.attention = attention
+        self.position = position
+        self.query = query
+        self.input_feeding = input_feeding
+        self.attentional = attentional
+        self.attention_dropout = nn.Dropout(attention_dropout)
+        self.sync_maps = nn.ModuleList(sync_maps) if sync_maps is not None else None
+
+    @property
+    def parallel(self) -> bool:
+        """Whether a teacher-forced sequence can run as one fused pass."""
+        return not self.input_feeding and self.sync_maps is None and (
+            self.attention is None or self.position == "after")
+
+    def prepare(self, values: Tensor, mask: Tensor, summary: Tensor,
+                source_lengths: Tensor) -> Memory:
+        keys = self.attention.prepare(values) if self.attention is not None else None
+        if self.peek_map is not None:
+            summary = self.peek_map(summary)
+        return Memory(values, keys, mask, summary, source_lengths)
+
+    def _query(self, layers: list[State]) -> Tensor:
+        if self.query == "all":
+            return torch.cat([s[0] for s in layers], dim=-1)
+        return layers[-1][0]
+
+    def _attend(self, layers: list[State], memory: Memory) -> tuple[Tensor, Tensor]:
+        assert self.attention is not None
+        return self.attention(self._query(layers), memory.keys, memory.values, memory.mask)
+
+    def _input(self, previous: Tensor | None, memory: Memory,
+               extra: list[Tensor]) -> Tensor:
+        parts = []
+        if previous is not None:
+            if self.peek_mode in ("add", "projected-add"):
+                previous = previous + memory.summary
+            parts.append(previous)
+        if self.peek_mode == "concat":
+            parts.append(memory.summary)
+        parts.extend(extra)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def step(self, previous: Tensor | None, state: DecoderState, memory: Memory) -> StepOutput:
+        """One step. previous (B, Y) the fed input (None when nothing is fed)."""
+        extra: list[Tensor] = []
+        weights = None
+        if self.attention is not None and self.position == "before":
+            context, weights = self._attend(state.layers, memory)
+            extra.append(context)
+        if self.input_feeding:
+            assert state.feed is not None
+            extra.append(state.feed)
+        x = self._input(previous, memory, extra)  # (B, I)
+        new_layers: list[State] = []
+        outputs: list[Tensor] = []
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            layer_state = state.layers[index]
+            if self.sync_maps is not None and index > 0:
+                shared = [m(s) for m, s in zip(self.sync_maps[index - 1], new_layers[-1],
+                                               strict=False)]
+                layer_state = tuple(shared) + tuple(layer_state[len(shared):])
+            x = x.to(device_of(layer) or x.device)
+            out, layer_state = layer.step(x, layer_state)
+            new_layers.append(layer_state)
+            outputs.append(out)
+            x = self.dropout(out) if index < last else out
+        top = x.to(memory.values.device)
+        feed = None
+        if self.attention is None:
+            features = top
+        elif self.position == "after":
+            context, weights = self._attend(new_layers, memory)
+            features = self.attention_dropout(
+                torch.tanh(self.attentional(torch.cat([context, top], dim=-1))))
+            feed = features if self.input_feeding else None
+        else:
+            features = self.attention_dropout(torch.cat([top, extra[0]], dim=-1))
+        return StepOutput(features, DecoderState(new_layers, feed), weights, top, outputs)
+
+    def forward_parallel(self, inputs: Tensor | None, lengths: Tensor, state: DecoderState,
+                         memory: Memory, steps: int
+                         ) -> tuple[Tensor, Tensor | None, Tensor, list[Tensor]]:
+        """All teacher-forced steps at once (see :attr:`parallel`).
+
+        inputs (B, T, Y) or None → features (B, T, F), attention (B, T, S) or None,
+        top outputs (B, T, O), every layer's outputs."""
+        batch = memory.values.shape[0]
+        summary = memory.summary.unsqueeze(1).expand(batch, steps, -1)
+        parts = []
+        if inputs is not None:
+            parts.append(inputs + summary if self.peek_mode in ("add", "projected-add")
+                         else inputs)
+        if self.peek_mode == "concat":
+            parts.append(summary)
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # (B, T, I)
+        layer_outputs = []
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            x = x.to(device_of(layer) or x.device)
+            out, _ = layer(x, lengths, state.layers[index])
+            layer_outputs.append(out)
+            x = self.dropout(out) if index < last else out
+        top = x.to(memory.values.device)  # (B, T, O)
+        if self.attention is None:
+            return top, None, top, layer_outputs
+        queries = torch.cat(layer_outputs, dim=-1) if self.query == "all" else top
+        context, weights = self.attention.forward_all(queries, memory.keys, memory.values,
+                                                      memory.mask)
+        features = self.attention_dropout(
+            torch.tanh(self.attentional(torch.cat([context, top], dim=-1))))
+        return features, weights, top, layer_outputs

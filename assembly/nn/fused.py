@@ -1,0 +1,187 @@
+"""Built-in LSTM and GRU layers on torch's fused kernels (the ones nn.LSTM / nn.GRU call).
+
+Whole sequences run packed through ``_VF.lstm`` / ``_VF.gru`` (oneDNN on CPU, cuDNN on
+GPU); single decoder steps through ``_VF.lstm_cell`` / ``_VF.gru_cell`` with the same
+weights. Parameter names and shapes follow torch.nn.LSTM/GRU (without the ``_l0`` suffix),
+so weights copy across directly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import _VF, Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from assembly.nn.layers import RecurrentLayer, State, init_recurrent
+
+
+class _FusedLayer(RecurrentLayer):
+    gates: int
+
+    def __init__(self, spec: Any, input_size: int, hidden: int) -> None:
+        super().__init__()
+        self.spec = spec
+        self.input_size = input_size
+        self.hidden_size = hidden
+        self.output_size = hidden
+        self.has_bias = spec.bias
+        g = self.gates * hidden
+        self.weight_ih = nn.Parameter(torch.empty(g, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(g, hidden))
+        if spec.bias:
+            self.bias_ih = nn.Parameter(torch.empty(g))
+            self.bias_hh = nn.Parameter(torch.empty(g))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)  # torch.nn.LSTM/GRU's own default
+        init_recurrent(self.weight_ih, self.weight_hh, self.spec, self.gates)
+        if self.spec.bias and self.spec.init in ("identity", "orthogonal", "uniform"):
+            with torch.no_grad():
+                self.bias_ih.zero_()
+                self.bias_hh.zero_()
+
+    def flat_weights(self) -> list[Tensor]:
+        if self.has_bias:
+            return [self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh]
+        return [self.weight_ih, self.weight_hh]
+
+    def _set_gate_bias(self, gate: int, value: float) -> None:
+        """Give gate block ``gate`` the total bias ``value`` (held by ``bias_ih``)."""
+        h = self.hidden_size
+        with torch.no_grad():
+            self.bias_ih[gate * h:(gate + 1) * h].fill_(value)
+            self.bias_hh[gate * h:(gate + 1) * h].zero_()
+
+    # The kernels take the hidden state as (1 or 2, B, H) in the packed order.
+    def _run(self, packed: PackedSequence, hx: Any, weights: list[Tensor],
+             bidirectional: bool) -> tuple[Tensor, Any]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _to_kernel(self, state: State, packed: PackedSequence) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _from_kernel(self, hidden: Any, packed: PackedSequence,
+                     direction: int) -> State:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, lengths: Tensor,
+                state: State | None = None) -> tuple[Tensor, State]:
+        batch, steps, _ = x.shape
+        if state is None:
+            state = self.initial_state(batch, x)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        output, hidden = self._run(packed, self._to_kernel(state, packed),
+                                   self.flat_weights(), False)
+        outputs, _ = pad_packed_sequence(
+            PackedSequence(output, packed.batch_sizes, packed.sorted_indices,
+                           packed.unsorted_indices), batch_first=True, total_length=steps)
+        return outputs, self._from_kernel(hidden, packed, 0)
+
+    @staticmethod
+    def run_bidirectional(forward_layer: _FusedLayer, backward_layer: _FusedLayer, x: Tensor,
+                          lengths: Tensor) -> tuple[Tensor, Tensor, State, State]:
+        """Both directions in one fused kernel call, as nn.LSTM(bidirectional=True) does."""
+        batch, steps, _ = x.shape
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        zeros = forward_layer.initial_state(batch, x)
+        hx = forward_layer._to_kernel(zeros, packed, directions=2)
+        weights = forward_layer.flat_weights() + backward_layer.flat_weights()
+        output, hidden = forward_layer._run(packed, hx, weights, True)
+        outputs, _ = pad_packed_sequence(
+            PackedSequence(output, packed.batch_sizes, packed.sorted_indices,
+                           packed.unsorted_indices), batch_first=True, total_length=steps)
+        h = forward_layer.hidden_size
+        return (outputs[..., :h], outputs[..., h:],
+                forward_layer._from_kernel(hidden, packed, 0),
+                backward_layer._from_kernel(hidden, packed, 1))
+
+
+def _sorted(t: Tensor, packed: PackedSequence, directions: int) -> Tensor:
+    # (B, H) → (directions, B, H) in the packed (length-sorted) order
+    t = t.index_select(0, packed.sorted_indices)
+    return t.unsqueeze(0).expand(directions, -1, -1).contiguous()
+
+
+def _unsorted(t: Tensor, packed: PackedSequence, direction: int) -> Tensor:
+    return t[direction].index_select(0, packed.unsorted_indices)
+
+
+class FusedLSTM(_FusedLayer):
+    """LSTM: gates i, f, g, o (torch order); c' = f⊙c + i⊙g, h' = o⊙tanh(c'). The cell
+    state c is stored unsquashed. Forget-gate bias starts at ``forget_bias``; input and
+    output gate biases at ``gate_bias`` when given."""
+
+    gates = 4
+
+    def __init__(self, spec: Any, input_size: int, hidden: int) -> None:
+        super().__init__(spec, input_size, hidden)
+        self.state_sizes = (hidden, hidden)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.spec.bias:
+            self._set_gate_bias(1, self.spec.forget_bias)
+            if self.spec.gate_bias is not None:
+                self._set_gate_bias(0, self.spec.gate_bias)
+                self._set_gate_bias(3, self.spec.gate_bias)
+
+    def _run(self, packed: PackedSequence, hx: Any, weights: list[Tensor],
+             bidirectional: bool) -> tuple[Tensor, Any]:
+        output, h, c = _VF.lstm(packed.data, packed.batch_sizes, hx, weights, self.has_bias,
+                                1, 0.0, self.training, bidirectional)
+        return output, (h, c)
+
+    def _to_kernel(self, state: State, packed: PackedSequence, directions: int = 1) -> Any:
+        return (_sorted(state[0], packed, directions), _sorted(state[1], packed, directions))
+
+    def _from_kernel(self, hidden: Any, packed: PackedSequence, direction: int) -> State:
+        return (_unsorted(hidden[0], packed, direction), _unsorted(hidden[1], packed, direction))
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        h, c = _VF.lstm_cell(x, state, self.weight_ih, self.weight_hh, self.bias_ih,
+                             self.bias_hh)
+        return h, (h, c)
+
+
+class FusedGRU(_FusedLayer):
+    """GRU: gates r, z, n (torch order). ``update = "cho"`` stores the update gate's
+    weights negated, so that the kernel's (1 − z') equals the paper's z."""
+
+    gates = 3
+
+    def __init__(self, spec: Any, input_size: int, hidden: int) -> None:
+        super().__init__(spec, input_size, hidden)
+        self.state_sizes = (hidden,)
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        if self.spec.bias and self.spec.gate_bias is not None:
+            sign = -1.0 if self.spec.update == "cho" else 1.0
+            self._set_gate_bias(0, self.spec.gate_bias)
+            self._set_gate_bias(1, sign * self.spec.gate_bias)
+
+    def _run(self, packed: PackedSequence, hx: Any, weights: list[Tensor],
+             bidirectional: bool) -> tuple[Tensor, Any]:
+        output, h = _VF.gru(packed.data, packed.batch_sizes, hx, weights, self.has_bias,
+                            1, 0.0, self.training, bidirectional)
+        return output, h
+
+    def _to_kernel(self, state: State, packed: PackedSequence, directions: int = 1) -> Any:
+        return _sorted(state[0], packed, directions)
+
+    def _from_kernel(self, hidden: Any, packed: PackedSequence, direction: int) -> State:
+        return (_unsorted(hidden, packed, direction),)
+
+    def step(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        h = _VF.gru_cell(x, state[0], self.weight_ih, self.weight_hh, self.bias_ih,
+                         self.bias_hh)
+        return h, (h,)

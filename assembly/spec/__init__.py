@@ -1,0 +1,51 @@
+"""Specs: attrs classes, loading and dumping (TOML/JSON), validation, hashing. No torch."""
+
+from assembly.spec.io import (
+    dump_spec,
+    dumps_spec,
+    load_spec,
+    loads_spec,
+    spec_from_dict,
+    spec_hash,
+    spec_to_dict,
+)
+from assembly.spec.model import (
+    AttentionSpec,
+    BridgeSpec,
+    ContinuousSpec,
+    CurriculumSpec,
+    DataSpec,
+    DecoderSpec,
+    EncoderSpec,
+    OptimizerSpec,
+    OutputSpec,
+    PeekSpec,
+    ScheduleSpec,
+    Spec,
+    TokenSideSpec,
+    TrainingSpec,
+)
+
+__all__ = [
+    "AttentionSpec",
+    "BridgeSpec",
+    "ContinuousSpec",
+    "CurriculumSpec",
+    "DataSpec",
+    "DecoderSpec",
+    "EncoderSpec",
+    "OptimizerSpec",
+    "OutputSpec",
+    "PeekSpec",
+    "ScheduleSpec",
+    "Spec",
+    "TokenSideSpec",
+    "TrainingSpec",
+    "dump_spec",
+    "dumps_spec",
+    "load_spec",
+    "loads_spec",
+    "spec_from_dict",
+    "spec_hash",
+    "spec_to_dict",
+]
