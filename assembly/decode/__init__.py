@@ -1,0 +1,1 @@
+"""Decoding: the sampler contract, greedy decoding, and the generate API."""

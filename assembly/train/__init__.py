@@ -1,0 +1,1 @@
+"""Training: the trainer, objectives, checkpoints, schedules, logging and plots."""
