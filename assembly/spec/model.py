@@ -227,7 +227,10 @@ class CurriculumSpec:
 @attrs.frozen(kw_only=True)
 class TrainingSpec:
     """How to train. ``epochs`` and/or ``max_updates`` bound the run; ``early_stopping``
-    stops after that many evaluations without improving ``metric`` on the dev set."""
+    stops after that many evaluations without improving ``metric`` on the dev set.
+    Evaluation and a checkpoint follow every epoch, and also every ``eval_every`` /
+    ``checkpoint_every`` updates when set; the last ``keep_checkpoints`` are kept.
+    ``amp`` (mixed precision) applies on CUDA devices only."""
 
     seed: int = 1
     epochs: int = attrs.field(default=10, validator=positive)
@@ -244,6 +247,8 @@ class TrainingSpec:
         validator=one_of("loss", "token_accuracy", "exact_match", "bleu", "chrf"),
     )
     eval_every: int | None = attrs.field(default=None, validator=positive)
+    checkpoint_every: int | None = attrs.field(default=None, validator=positive)
+    keep_checkpoints: int = attrs.field(default=2, validator=positive)
     bucketing: bool = True
     workers: int = attrs.field(default=0, validator=_non_negative)
     curriculum: CurriculumSpec | None = None
