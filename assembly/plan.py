@@ -108,15 +108,28 @@ def _stack(kind: str, stack: Any, hidden: tuple[int, ...], first_input: int,
     return layers
 
 
-def _require_vocab(spec: Spec) -> list[Problem]:
-    problems = []
-    if spec.token_mode:
-        for side in ("source", "target"):
-            if getattr(spec, side).vocab_size is None:
-                problems.append(Problem(
-                    f"{side} vocab_size is needed to size the model (training fills it in from "
-                    f"the data's vocabulary)", f"$.{side}.vocab_size"))
-    return problems
+def _vocab_sizes(spec: Spec) -> tuple[int | None, int | None, list[Problem]]:
+    """Token-mode vocabulary sizes: the spec's, else a generated task's inventory plus the
+    four specials; a problem where neither says."""
+    if not spec.token_mode:
+        return None, None, []
+    inventory = None
+    if spec.data.task is not None and not spec.data.train:
+        from assembly.data.tasks import TASKS, task_inventory
+
+        if spec.data.task in TASKS:
+            inventory = task_inventory(spec.data.task, spec.data.symbols)
+    sizes, problems = [], []
+    for index, side in enumerate(("source", "target")):
+        size = getattr(spec, side).vocab_size
+        if size is None and inventory is not None:
+            size = len(inventory[index]) + 4  # <pad> <s> </s> <unk>
+        if size is None:
+            problems.append(Problem(
+                f"{side} vocab_size is needed to size a model trained on files (training "
+                f"fills it in from the data's vocabulary)", f"$.{side}.vocab_size"))
+        sizes.append(size)
+    return sizes[0], sizes[1], problems
 
 
 def plan_model(spec: Spec, registry: Any = None) -> Plan:
@@ -126,7 +139,7 @@ def plan_model(spec: Spec, registry: Any = None) -> Plan:
         from assembly.registry import make_registry
 
         registry = make_registry()
-    problems = _require_vocab(spec)
+    source_vocab, target_vocab, problems = _vocab_sizes(spec)
     if problems:
         raise SpecError(problems)
     rows: list[PlanRow] = []
@@ -135,14 +148,12 @@ def plan_model(spec: Spec, registry: Any = None) -> Plan:
 
     # source side
     if token:
-        source_vocab, target_vocab = spec.source.vocab_size, spec.target.vocab_size
         encoder_input = spec.source.embedding
         rows.append(PlanRow("source_embedding", "embedding", str(source_vocab),
                             str(encoder_input), source_vocab * encoder_input))
         classes = target_vocab
     else:
         assert spec.continuous is not None
-        source_vocab = target_vocab = None
         encoder_input = spec.continuous.input_dim
         classes = spec.continuous.output_dim
 

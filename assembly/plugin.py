@@ -43,14 +43,21 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 INITIALIZERS = ("default", "uniform", "orthogonal", "identity")
 
 
-def _one_of(*allowed: str) -> Callable[[Any, attrs.Attribute, Any], None]:
-    """An attrs validator: the value must be one of ``allowed``."""
+class _OneOf:
+    """An attrs validator: the value must be one of ``allowed`` (kept as an attribute so
+    the JSON Schema and ``assemble components`` can list the choices)."""
 
-    def check(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-        if value not in allowed:
-            raise ValueError(f"{attribute.name} must be one of {', '.join(allowed)}; got {value!r}")
+    def __init__(self, *allowed: str) -> None:
+        self.allowed = allowed
 
-    return check
+    def __call__(self, _instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in self.allowed:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(self.allowed)}; "
+                             f"got {value!r}")
+
+
+def _one_of(*allowed: str) -> _OneOf:
+    return _OneOf(*allowed)
 
 
 def _positive(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -16,8 +16,8 @@ from assembly.plugin import CellPlugin, CellSpec, hookimpl, one_of
 class LstmSpec(CellSpec):
     """LSTM (Hochreiter & Schmidhuber 1997) as in torch.nn.LSTM.
 
-    ``forget_bias`` initialises the forget-gate bias (split evenly over torch's two bias
-    vectors); the stored cell state is never squashed.
+    ``forget_bias`` initialises the forget-gate bias (held in ``bias_ih``; ``bias_hh``'s
+    forget part starts at 0); the stored cell state is never squashed.
     """
 
     forget_bias: float = 1.0

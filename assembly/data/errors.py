@@ -10,7 +10,10 @@ from __future__ import annotations
 __all__ = ["DataError"]
 
 
-class DataError(Exception):
+from assembly.errors import UserError
+
+
+class DataError(UserError):
     """Bad data supplied by a user: a malformed file, an unknown task, invalid lengths.
 
     ``str(error)`` is the complete, human-readable message (possibly several lines, one

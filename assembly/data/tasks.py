@@ -150,3 +150,15 @@ def split_task(
         name: generate_pairs(task, size, seed + offset, **kwargs)
         for offset, (name, size) in enumerate(sizes.items())
     }
+
+
+def task_inventory(task: str, symbols: int = 20) -> tuple[list[str], list[str]]:
+    """Every token a task can produce on the source and on the target side (specials not
+    included): lets a spec be sized before any data is generated."""
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    if task == "addition":
+        digits = [str(d) for d in range(10)]
+        return [*digits, "+"], digits
+    names = symbol_names(symbols)
+    return names, list(names)
