@@ -225,6 +225,20 @@ _LAZY = {
     "Regularizer": "assembly.train.objectives",
     "ForwardOutputs": "assembly.nn.seq2seq",
     "Placement": "assembly.placement",
+    "resolve_device": "assembly.placement",
+    "DecodeStart": "assembly.decode.memory",
+    "row_seeds": "assembly.decode.sampler",
+    "trim": "assembly.decode.sampler",
+    "Memory": "assembly.nn.decoder",
+    "DecoderState": "assembly.nn.decoder",
+    "StepResult": "assembly.nn.seq2seq",
+    "Seq2Seq": "assembly.nn.seq2seq",
+    "PAD_ID": "assembly.data.vocab",
+    "BOS_ID": "assembly.data.vocab",
+    "EOS_ID": "assembly.data.vocab",
+    "UNK_ID": "assembly.data.vocab",
+    "load_run": "assembly.run",
+    "LoadedRun": "assembly.run",
 }
 
 
