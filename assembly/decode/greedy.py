@@ -29,6 +29,7 @@ class GreedySampler(Sampler):
         step = 0
         while active.numel() > 0:
             result = model.step(previous, state, memory)
+            state = result.state
             if model.token_mode:
                 best, choice = result.scores.max(dim=-1)  # (B,)
                 done = (choice == EOS_ID) | (step + 1 >= limits[active])

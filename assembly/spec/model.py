@@ -215,8 +215,9 @@ class ScheduleSpec:
 
 @attrs.frozen(kw_only=True)
 class CurriculumSpec:
-    """Length curriculum: train on targets of at most ``start`` tokens, raise the limit by
-    ``step`` every ``every`` epochs until ``end`` (``None``: no limit left)."""
+    """Length curriculum: train on targets of at most ``start`` tokens (EOS included) and
+    raise the limit by ``step`` every ``every`` epochs; it stops growing at ``end``
+    (``None``: it keeps growing, so eventually every example is used)."""
 
     start: int = attrs.field(default=5, validator=positive)
     step: int = attrs.field(default=5, validator=positive)

@@ -110,9 +110,6 @@ class Trainer:
         self.device = self.placement.input_device(self.model)
         self.forward_model = self._wrap_distributed(self.model)
         self.regularizers = self._build_regularizers()
-        parameters = list(self.model.parameters())
-        for regularizer in self.regularizers:
-            parameters += [p for p in regularizer.parameters(recurse=False)]
         self.optimizer = make_optimizer(training.optimizer, self.model.parameters())
         self.sampler = BucketBatchSampler(
             self.data.train.target_lengths, training.batch_size,
@@ -233,13 +230,12 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------
     def _curriculum_limit(self) -> int | None:
+        """The length curriculum's target-length limit for this epoch (None: no limit)."""
         curriculum = self.spec.training.curriculum
         if curriculum is None:
             return None
         limit = curriculum.start + curriculum.step * (self.epoch // curriculum.every)
-        if curriculum.end is not None and limit >= curriculum.end:
-            return None if curriculum.end is None else curriculum.end
-        return limit
+        return limit if curriculum.end is None else min(limit, curriculum.end)
 
     def update(self, batch: Any) -> dict[str, float]:
         """One optimiser update on ``batch``; returns the logged values."""
@@ -254,11 +250,11 @@ class Trainer:
             total, count = self.model.loss(outputs, batch.target, training.label_smoothing)
             main = total / count.clamp(min=1)
             loss = main
-            values = {"loss": float(main)}
+            values = {"loss": float(main.detach())}
             for regularizer in self.regularizers:
                 penalty = regularizer.penalty(outputs, batch, self)
                 loss = loss + penalty
-                values[regularizer.name] = float(penalty)
+                values[regularizer.name] = float(penalty.detach())
         if not math.isfinite(values["loss"]) or not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"the loss became {float(loss)} at update {self.step + 1} (epoch "
