@@ -208,8 +208,8 @@ def make_registry(
 ) -> Registry:
     """Make a plugin manager and its validated registry.
 
-    ``plugins``: plugin objects (modules, classes or instances with ``@hookimpl`` methods)
-    registered after the built-ins and entry points. ``entrypoints``: load the installed
+    ``plugins``: plugin objects (modules, classes — instantiated without arguments — or
+    instances with ``@hookimpl`` methods) registered after the built-ins and entry points. ``entrypoints``: load the installed
     entry points of group ``assembly`` (also off when ``ASSEMBLY_DISABLE_PLUGIN_AUTOLOAD``
     is set). ``block``: entry-point names not to load (added to ``ASSEMBLY_BLOCK_PLUGINS``).
     ``strict``: raise :class:`PluginError` on any plugin failure instead of recording it.
@@ -232,7 +232,7 @@ def make_registry(
                 continue
             dists[entry_point.name] = _dist_label(entry_point)
             try:
-                plugin = entry_point.load()
+                plugin = _instance(entry_point.load())
                 manager.register(plugin, name=entry_point.name)
             except Exception as error:
                 failure = PluginFailure(
@@ -243,6 +243,7 @@ def make_registry(
                 failures.append(failure)
     for plugin in plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        plugin = _instance(plugin)
         if manager.is_blocked(name):
             continue
         try:
@@ -255,6 +256,12 @@ def make_registry(
             continue
         dists.setdefault(name, "injected")
     return Registry(manager, failures, dists, strict)
+
+
+def _instance(plugin: Any) -> Any:
+    """A plugin named by its class (the usual entry-point form) is instantiated; modules
+    and instances are used as they are."""
+    return plugin() if isinstance(plugin, type) else plugin
 
 
 def _core_version() -> str:
