@@ -209,9 +209,10 @@ def make_registry(
     """Make a plugin manager and its validated registry.
 
     ``plugins``: plugin objects (modules, classes — instantiated without arguments — or
-    instances with ``@hookimpl`` methods) registered after the built-ins and entry points. ``entrypoints``: load the installed
-    entry points of group ``assembly`` (also off when ``ASSEMBLY_DISABLE_PLUGIN_AUTOLOAD``
-    is set). ``block``: entry-point names not to load (added to ``ASSEMBLY_BLOCK_PLUGINS``).
+    instances with ``@hookimpl`` methods) registered after the built-ins and entry points.
+    ``entrypoints``: load the installed entry points of group ``assembly`` (also off when
+    ``ASSEMBLY_DISABLE_PLUGIN_AUTOLOAD`` is set). ``block``: entry-point names not to load
+    (added to ``ASSEMBLY_BLOCK_PLUGINS``).
     ``strict``: raise :class:`PluginError` on any plugin failure instead of recording it.
     """
     from assembly.builtin import BUILTIN_PLUGINS

@@ -11,9 +11,8 @@ alone as inside a mixed batch (seeded samplers: under the same seed, see
 
 from __future__ import annotations
 
-from typing import Any
-
 import zlib
+from typing import Any
 
 import attrs
 import torch

@@ -170,10 +170,7 @@ class Seq2Seq(nn.Module):
                     fed = self._sample_feed(fed, predictions[-1], sampling_probability,
                                             generator)
         stacked = torch.stack(features, dim=1)  # (B, T, F)
-        if sampling:
-            result = torch.stack(predictions, dim=1)
-        else:
-            result = self._predict(stacked, fed_all)
+        result = torch.stack(predictions, dim=1) if sampling else self._predict(stacked, fed_all)
         layers = [torch.stack(per_layer, dim=1) for per_layer in zip(*layer_steps, strict=True)]
         weights = torch.stack(attention, dim=1) if attention else None
         return result, weights, torch.stack(tops, dim=1), layers, stacked

@@ -203,7 +203,7 @@ def make_converter(registry: Any) -> cattrs.Converter:
         def unstructure(obj: Any) -> dict[str, Any]:
             data = {k: v for k, v in base(obj).items() if v is not None}
             if isinstance(obj, ComponentSpec):
-                kind, name = registry.name_of(obj)
+                _kind, name = registry.name_of(obj)
                 data = {"type": name, **data}
             return data
 
