@@ -153,9 +153,12 @@ def make_converter(registry: Any) -> cattrs.Converter:
                 with attrs.validators.disabled():
                     obj = base(value, tp)
             except ClassValidationError as group:
-                raise ClassValidationError(
-                    group.message, [*errors, *group.exceptions], cls
-                ) from None
+                failed = {note.name for error in group.exceptions
+                          for note in getattr(error, "__notes__", [])
+                          if isinstance(note, AttributeValidationNote)}
+                more = _validate_raw(cls, value, failed)
+                raise ClassValidationError(group.message, [*errors, *group.exceptions, *more],
+                                           cls) from None
             for field in attrs.fields(cls):
                 if field.validator is None:
                     continue
@@ -220,6 +223,24 @@ def make_converter(registry: Any) -> cattrs.Converter:
         lambda obj: [converter.unstructure(item, unstructure_as=type(item)) for item in obj],
     )
     return converter
+
+
+def _validate_raw(cls: type, value: dict[str, Any], failed: set[str]) -> list[Exception]:
+    """Run the field validators on the raw scalar values that did structure, so a table
+    whose nested part failed still reports its own bad values too."""
+    errors: list[Exception] = []
+    for field in attrs.fields(cls):
+        if field.validator is None or field.name in failed or field.name not in value:
+            continue
+        raw = value[field.name]
+        if isinstance(raw, dict | list):
+            continue
+        try:
+            field.validator(None, field, raw)
+        except (ValueError, TypeError) as error:
+            _note(error, field.name, field.type)
+            errors.append(error)
+    return errors
 
 
 def _note(error: Exception, name: str, tp: Any) -> None:
