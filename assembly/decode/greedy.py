@@ -1,7 +1,9 @@
 """Greedy decoding: the most probable token at every step, fed back as the next input.
 
-Finished rows leave the batch (their memory and state rows are dropped), so the loop
-costs only what the unfinished rows need; rows never influence each other.
+Finished rows leave the batch (their memory and state rows are dropped), so each step
+costs only what the unfinished rows need, and rows never influence each other. Per step
+the only host synchronisation is the check whether any row finished; outputs are written
+into preallocated tensors and turned into lists once at the end.
 """
 
 from __future__ import annotations
@@ -20,54 +22,58 @@ class GreedySampler(Sampler):
         memory, state, limits = start.memory, start.state, start.limits
         rows = limits.shape[0]
         device = memory.values.device
+        steps = int(limits.max())
+        source_width = memory.values.shape[1]
+        source_lengths = memory.source_lengths.tolist()
         active = torch.arange(rows, device=device)  # original row of each batch row
         previous = model.first_input(rows, memory.values)
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        vectors: list[list[torch.Tensor]] = [[] for _ in range(rows)]
-        scores = [0.0] * rows
-        attention: list[list[torch.Tensor]] = [[] for _ in range(rows)]
-        step = 0
-        while active.numel() > 0:
+        if model.token_mode:
+            chosen = torch.full((rows, steps), EOS_ID, dtype=torch.long, device=device)
+        else:
+            chosen = memory.values.new_zeros(rows, steps, model.output_size)
+        scores = memory.values.new_zeros(rows)
+        lengths = torch.zeros(rows, dtype=torch.long, device=device)
+        weights = memory.values.new_zeros(rows, steps, source_width) \
+            if model.decoder.attention is not None else None
+        threshold = getattr(model, "stop_threshold", 0.5)
+        for step in range(steps):
             result = model.step(previous, state, memory)
             state = result.state
             if model.token_mode:
-                best, choice = result.scores.max(dim=-1)  # (B,)
-                done = (choice == EOS_ID) | (step + 1 >= limits[active])
-                previous = choice
+                best, previous = result.scores.max(dim=-1)  # (B,)
+                scores.index_add_(0, active, best)
+                done = (previous == EOS_ID) | (step + 1 >= limits.index_select(0, active))
             else:
-                choice = result.scores
-                done = step + 1 >= limits[active]
+                previous = result.scores  # (B, D)
+                done = step + 1 >= limits.index_select(0, active)
                 if result.stop is not None:
-                    done = done | (result.stop > model_threshold(model))
-                previous = choice
-            # one host transfer per step for the bookkeeping
-            rows_now = active.tolist()
-            chosen = choice.tolist() if model.token_mode else choice.cpu()
-            gained = best.tolist() if model.token_mode else None
-            weights = result.attention.cpu() if result.attention is not None else None
-            for i, row in enumerate(rows_now):
-                if model.token_mode:
-                    tokens[row].append(chosen[i])
-                    scores[row] += gained[i]
-                else:
-                    vectors[row].append(chosen[i])
-                if weights is not None:
-                    attention[row].append(weights[i, : int(memory.source_lengths[i])])
-            step += 1
-            if bool(done.any()):
-                keep = (~done).nonzero().squeeze(1)
-                active = active.index_select(0, keep)
-                memory = memory.select(keep)
-                state = state.select(keep)
-                previous = previous.index_select(0, keep)
+                    done = done | (result.stop > threshold)
+            chosen[active, step] = previous
+            lengths[active] = step + 1
+            if weights is not None:
+                weights[active, step] = result.attention
+            if not bool(done.any()):  # the one host sync per step
+                continue
+            keep = (~done).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            active = active.index_select(0, keep)
+            memory = memory.select(keep)
+            state = state.select(keep)
+            previous = previous.index_select(0, keep)
+        lengths_list = lengths.tolist()
+        attention: list[list[torch.Tensor | None]] = []
+        for row in range(rows):
+            attention.append([None if weights is None else
+                              weights[row, : lengths_list[row], : source_lengths[row]].cpu()])
         if model.token_mode:
-            tokens = [t[:-1] if t and t[-1] == EOS_ID else t for t in tokens]
-        stacked_attention = [[torch.stack(a) if a else None] for a in attention]
-        return Hypotheses(
-            tokens=[[t] for t in tokens], scores=[[s] for s in scores],
-            attention=stacked_attention,
-            vectors=None if model.token_mode else [[torch.stack(v)] for v in vectors])
-
-
-def model_threshold(model: Any) -> float:
-    return getattr(model, "stop_threshold", 0.5)
+            table = chosen.tolist()
+            tokens = []
+            for row, length in enumerate(lengths_list):
+                ids = table[row][:length]
+                tokens.append([ids[:-1] if ids and ids[-1] == EOS_ID else ids])
+            return Hypotheses(tokens=tokens, scores=[[s] for s in scores.tolist()],
+                              attention=attention)
+        vectors = [[chosen[row, :length].cpu()] for row, length in enumerate(lengths_list)]
+        return Hypotheses(tokens=[[[]] for _ in range(rows)], scores=[[0.0] for _ in range(rows)],
+                          attention=attention, vectors=vectors)
