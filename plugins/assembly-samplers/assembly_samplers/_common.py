@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from assembly.data.vocab import EOS_ID  # TODO(public API): export EOS_ID from assembly.plugin
-from assembly.plugin import Hypotheses
+from assembly.plugin import EOS_ID, Hypotheses
 from torch import Tensor
 
 __all__ = ["EOS_ID", "collect", "require_tokens"]
@@ -30,8 +29,8 @@ def collect(*, outputs: Tensor, lengths: Tensor, scores: Tensor | None,
     None; source_lengths (inputs,). A hypothesis keeps ``lengths[i]`` steps, without a
     final EOS in ``tokens``; its attention keeps every step (EOS included) over its own
     source. Each input's hypotheses are ordered best first by score (stable)."""
-    outputs, lengths = outputs.cpu(), lengths.tolist()
-    values = scores.tolist() if scores is not None else [0.0] * len(lengths)
+    outputs, steps = outputs.cpu(), lengths.tolist()
+    values = scores.tolist() if scores is not None else [0.0] * len(steps)
     weights = attention.cpu() if attention is not None else None
     sources = source_lengths.tolist()
     tokens: list[list[list[int]]] = []
@@ -43,13 +42,13 @@ def collect(*, outputs: Tensor, lengths: Tensor, scores: Tensor | None,
         block = range(i * per_input, (i + 1) * per_input)
         order = sorted(block, key=lambda r: -values[r])
         if rows is not None:
-            hyps = [rows[r][: lengths[r]] for r in order]
+            hyps = [rows[r][: steps[r]] for r in order]
             tokens.append([h[:-1] if h and h[-1] == EOS_ID else h for h in hyps])
         else:
             tokens.append([[] for _ in order])
-            vectors.append([outputs[r, : lengths[r]] for r in order])
+            vectors.append([outputs[r, : steps[r]] for r in order])
         ranked.append([values[r] for r in order])
-        attended.append([None if weights is None else weights[r, : lengths[r], :source]
+        attended.append([None if weights is None else weights[r, : steps[r], :source]
                          for r in order])
     return Hypotheses(tokens=tokens, scores=ranked, attention=attended,
                       vectors=None if token_mode else vectors)

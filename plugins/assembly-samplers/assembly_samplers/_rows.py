@@ -18,7 +18,7 @@ from torch import Tensor
 from assembly_samplers._common import EOS_ID, collect, pad_steps
 
 if TYPE_CHECKING:
-    from assembly.decode.memory import DecodeStart  # TODO(public API): export DecodeStart
+    from assembly.plugin import DecodeStart
 
 
 class RowSampler(Sampler):
@@ -29,6 +29,9 @@ class RowSampler(Sampler):
     - :meth:`feed`: the state handed to the cell at this step (default: the stored one);
     - :meth:`choose`: the next token per row from the step's log-probabilities;
     - :meth:`drop`: keep only the rows ``keep`` in any per-row buffers of the subclass.
+
+    The hooks keep per-decode buffers on the sampler object: one object runs one decode
+    at a time (build one per thread).
     """
 
     def copies(self) -> int:

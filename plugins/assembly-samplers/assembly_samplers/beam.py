@@ -17,7 +17,8 @@ r·W + w. Per step:
 5. ONE host sync (``nonzero`` of the running inputs) and ONE gather of the decoder state
    (``DecoderState.select``) reorders the beams and drops stopped inputs together; the
    memory is gathered only when inputs stop (reordering beams within an input does not
-   change its memory rows).
+   change its memory rows). The first step runs once per input, not once per beam
+   (all beams of an input start from the same state); its reorder expands the rows.
 
 Nothing per hypothesis runs in Python while searching: back-pointers (token, parent beam)
 are written into (T, B, W) tensors and attention is kept per step; the returned
@@ -37,12 +38,12 @@ from torch import Tensor
 from assembly_samplers._common import EOS_ID, collect, require_tokens
 
 if TYPE_CHECKING:
-    from assembly.decode.memory import DecodeStart  # TODO(public API): export DecodeStart
+    from assembly.plugin import DecodeStart
 
 NEG_INF = float("-inf")
 
 
-def length_penalty(steps: Tensor | float, alpha: float) -> Tensor | float:
+def length_penalty(steps: float, alpha: float) -> float:
     """GNMT's lp(L) = ((5 + L) / 6)^α (1 for α = 0)."""
     return ((5.0 + steps) / 6.0) ** alpha
 
@@ -108,10 +109,11 @@ class BeamSearch(Sampler):
         memory, state, limits = start.memory, start.state, start.limits
         inputs, device = limits.shape[0], memory.values.device
         horizon = int(limits.max())  # one sync before the loop
-        # expand every input to W beams: row r·W + w
-        expand = torch.arange(inputs, device=device).repeat_interleave(width)
-        memory, state = memory.select(expand), state.select(expand)
-        previous = model.first_input(inputs * width, memory.values)  # (R·W,)
+        # all beams of an input start alike: the first step runs once per input (R rows),
+        # and its reorder expands the state and the memory to R·W rows (beam w of input r
+        # at row r·W + w)
+        shared = True
+        previous = model.first_input(inputs, memory.values)  # (R,)
         # beam scores (R, G, K): only the first beam of each group is live at the start
         alive = torch.full((inputs, groups, per_group), NEG_INF, device=device)
         alive[:, :, 0] = 0.0
@@ -130,10 +132,15 @@ class BeamSearch(Sampler):
         while True:
             rows = active.numel()
             result = model.step(previous, state, memory)
-            state = result.state
-            if result.attention is not None:
-                attention_at.append((active, result.attention))
-            logp = result.scores.view(rows, groups, per_group, -1)  # (R, G, K, V)
+            state, attention = result.state, result.attention
+            if shared:  # one row per input: every beam sees the same
+                logp = result.scores[:, None, None, :].expand(rows, groups, per_group, -1)
+                if attention is not None:
+                    attention = attention.repeat_interleave(width, dim=0)
+            else:
+                logp = result.scores.view(rows, groups, per_group, -1)  # (R, G, K, V)
+            if attention is not None:
+                attention_at.append((active, attention))  # (R·W, S)
             at_limit = step + 1 >= running_limits  # (R,)
             lp_now = length_penalty(float(step + 1), alpha)
             if self.diversity:
@@ -162,7 +169,8 @@ class BeamSearch(Sampler):
             # when is a group done?
             bound = alive[..., 0]  # best live score (R, G); completions only fall
             if alpha:
-                bound = bound / length_penalty(running_limits.to(bound), alpha)[:, None]
+                # the best a live beam can reach: lp grows with L, log p ≤ 0
+                bound = bound / ((5.0 + running_limits.to(bound)) / 6.0)[:, None] ** alpha
             settled = finished.score[..., keep_best - 1] >= bound
             done_groups = done_groups | settled | at_limit[:, None]
             if spec.early_finish:
@@ -176,15 +184,20 @@ class BeamSearch(Sampler):
                     break
                 active = active.index_select(0, keep)
                 running_limits = running_limits.index_select(0, keep)
-                beams = (keep[:, None] * width + torch.arange(width, device=device)).view(-1)
+                beams = keep.repeat_interleave(width) if shared else \
+                    (keep[:, None] * width + torch.arange(width, device=device)).view(-1)
                 memory = memory.select(beams)
                 flat = flat.index_select(0, keep)
                 chosen = chosen.index_select(0, keep)
                 alive, finished = alive.index_select(0, keep), finished.select(keep)
                 alive_true = alive_true.index_select(0, keep) if self.diversity else alive
                 done_groups = done_groups.index_select(0, keep)
-            state = state.select(flat.view(-1))  # the one gather: reorder + drop
+            elif shared:
+                memory = memory.select(torch.arange(rows, device=device).repeat_interleave(width))
+            # the one gather per step: reorder the beams and drop stopped inputs
+            state = state.select(flat.view(-1) // width if shared else flat.view(-1))
             previous = chosen.reshape(-1)
+            shared = False
         return self._hypotheses(results, tokens_at[:step], parents_at[:step], attention_at,
                                 start, width)
 

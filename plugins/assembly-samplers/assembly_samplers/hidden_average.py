@@ -19,7 +19,7 @@ from torch import Tensor
 from assembly_samplers._rows import RowSampler
 
 if TYPE_CHECKING:
-    from assembly.decode.memory import DecodeStart  # TODO(public API): export DecodeStart
+    from assembly.plugin import DecodeStart
 
 
 def mix_states(state: Any, total: Any, count: int, alpha: float) -> Any:

@@ -25,7 +25,7 @@ from assembly_samplers._common import require_tokens
 from assembly_samplers._rows import RowSampler
 
 if TYPE_CHECKING:
-    from assembly.decode.memory import DecodeStart  # TODO(public API): export DecodeStart
+    from assembly.plugin import DecodeStart
 
 
 def filtered_probabilities(scores: Tensor, temperature: float = 1.0, top_k: int = 0,

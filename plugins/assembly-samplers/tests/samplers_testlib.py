@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from assembly.build import build_model
-from assembly.data.vocab import EOS_ID
+from assembly.plugin import EOS_ID
 from assembly.spec import (
     AttentionSpec,
     BridgeSpec,

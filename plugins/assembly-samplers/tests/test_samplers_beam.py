@@ -8,8 +8,7 @@ from typing import Any
 import attrs
 import pytest
 import torch
-from assembly.data.vocab import BOS_ID, EOS_ID
-from assembly.decode.memory import DecodeStart
+from assembly.plugin import BOS_ID, EOS_ID, DecodeStart
 from samplers_testlib import make_batch, make_model, reference_greedy, sequence_logprob
 
 from assembly_samplers import BeamSpec

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import pytest
 import torch
-from assembly.data.vocab import EOS_ID
+from assembly.plugin import EOS_ID
 from samplers_testlib import alone
 
 from assembly_samplers import (
@@ -59,6 +59,11 @@ def test_entry_point_declared() -> None:
         pytest.skip("assembly-samplers is not installed (pip install -e plugins/assembly-samplers)")
     assert points[0].value == "assembly_samplers:SamplersPlugin"
     assert points[0].load() is SamplersPlugin
+    from assembly.registry import make_registry
+
+    installed = make_registry(entrypoints=True)
+    assert installed.get("sampler", "beam").spec is BeamSpec
+    assert installed.source_of("sampler", "beam") == "samplers"
 
 
 def test_import_is_torch_free() -> None:

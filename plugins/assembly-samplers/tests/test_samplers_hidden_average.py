@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from assembly.data.vocab import EOS_ID
+from assembly.plugin import EOS_ID
 from samplers_testlib import make_batch, make_model, reference_greedy
 
 from assembly_samplers import HiddenAverageSpec
