@@ -4,6 +4,7 @@ weight L2. Each is a pure function of tensors (``*_penalty``) wrapped by a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -73,7 +74,7 @@ def penalised_weights(model: nn.Module, *, exclude_biases: bool,
     return kept
 
 
-def weight_l2_penalty(parameters: list[Tensor]) -> Tensor:
+def weight_l2_penalty(parameters: Sequence[Tensor]) -> Tensor:
     """Σ ‖θ‖²₂ over ``parameters``."""
     return torch.stack([p.float().pow(2).sum() for p in parameters]).sum()
 
