@@ -33,8 +33,7 @@ def test_width_one_is_greedy(registry: Any, seed: int) -> None:
 
 
 def test_builtin_greedy_agrees(registry: Any, attention_model: Any) -> None:
-    """Width 1 against the core's own greedy sampler (skipped while that one is known to
-    disagree with a plain greedy loop)."""
+    """Width 1, a plain greedy loop and the core's own greedy sampler agree."""
     from assembly.builtin.samplers import GreedySpec
 
     source, lengths = make_batch([3, 7, 1, 5, 9, 4])
@@ -42,13 +41,13 @@ def test_builtin_greedy_agrees(registry: Any, attention_model: Any) -> None:
     builtin = greedy.decode(attention_model, source, lengths)
     reference = [reference_greedy(attention_model, source[row], length, 15)[0]
                  for row, length in enumerate(lengths.tolist())]
-    if builtin.best() != reference:
-        pytest.xfail("the built-in greedy sampler differs from a plain greedy loop "
-                     "(assembly/decode/greedy.py never advances the decoder state)")
+    assert builtin.best() == reference
     hyps = beam(registry, attention_model, source, lengths, width=1, max_length=15)
     assert hyps.tokens == builtin.tokens
     for ours, theirs in zip(hyps.scores, builtin.scores, strict=True):
         assert ours == pytest.approx(theirs, abs=1e-4)
+    for ours, theirs in zip(hyps.attention, builtin.attention, strict=True):
+        assert torch.allclose(ours[0], theirs[0], atol=1e-5)
 
 
 def test_best_beam_never_scores_below_greedy(registry: Any) -> None:

@@ -42,13 +42,13 @@ def test_registered_with_summaries(registry: Any) -> None:
         assert record.summary and registry.source_of("sampler", name) == "SamplersPlugin"
 
 
-def test_plugin_test_kit(registry: Any) -> None:
-    testing = pytest.importorskip("assembly.testing")
-    check = getattr(testing, "check_sampler_plugin", None)
-    if check is None:
-        pytest.skip("assembly.testing has no check_sampler_plugin yet")
+def test_plugin_test_kit() -> None:
+    from assembly.testing import check_sampler_plugin
+
+    examples = {type(spec): spec for spec in SPECS.values()}
     for record in SamplersPlugin().assembly_samplers():
-        check(record)
+        check_sampler_plugin(record)  # the default spec
+        check_sampler_plugin(record, spec=examples[record.spec])  # non-default options
 
 
 def test_entry_point_declared() -> None:
