@@ -8,7 +8,7 @@ decoder layer: the DeCov value ½(‖C‖²_F − ‖diag C‖²), the mean |off
 correlation| (scale-free: DeCov could also just shrink the activations), the mean
 variance (diag C), and dev exact match (greedy) to show what it costs.
 
-    python benchmarks/regularizers/decov.py            # 6 runs, ~8 min on a busy 2-core machine
+    python benchmarks/regularizers/decov.py  # 6 runs, ~8 min on a busy 2-core machine
     python benchmarks/regularizers/decov.py --quick
 """
 

@@ -16,7 +16,7 @@ MMI-bidi (λ); reported: distinct-1 / distinct-2 (distinct uni/bigrams over all 
 tokens), the share of distinct output sentences, the share of generic outputs, and the
 share of outputs that are one of the four valid responses.
 
-    python benchmarks/regularizers/mmi_diversity.py            # 3 models, ~6 min on a busy 2-core machine
+    python benchmarks/regularizers/mmi_diversity.py  # 3 models, ~6 min on a busy 2-core machine
     python benchmarks/regularizers/mmi_diversity.py --quick
 """
 

@@ -8,8 +8,8 @@ same data and schedule. Reported: exact match and token accuracy (greedy) on dev
 norms on the long test set (teacher-forced): the mean over sequences of
 std_t ‖h_t‖ / mean_t ‖h_t‖ and of mean_t |‖h_t‖ − ‖h_{t−1}‖|.
 
-    python benchmarks/regularizers/norm_stabilizer.py            # 6 runs, ~8 min on a busy 2-core machine
-    python benchmarks/regularizers/norm_stabilizer.py --quick    # a smoke run
+    python benchmarks/regularizers/norm_stabilizer.py  # 6 runs, ~8 min on a busy 2-core machine
+    python benchmarks/regularizers/norm_stabilizer.py --quick  # a smoke run
 """
 
 from __future__ import annotations
