@@ -77,10 +77,11 @@ def test_declared_parameter_counts_match_the_built_modules(registry: Any) -> Non
 
 def test_the_test_kit_accepts_the_records(registry: Any) -> None:
     testing = pytest.importorskip("assembly.testing")
-    for name in REGULARIZERS:
+    for name, spec in REGULARIZERS.items():
         testing.check_regularizer_plugin(registry.get("regularizer", name))
-    for name in SAMPLERS:
-        testing.check_sampler_plugin(registry.get("sampler", name))
+        testing.check_regularizer_plugin(registry.get("regularizer", name), spec=spec)
+    for name, spec in SAMPLERS.items():  # they need a run directory: no default spec
+        testing.check_sampler_plugin(registry.get("sampler", name), spec=spec)
 
 
 def test_importing_the_package_imports_no_torch() -> None:
