@@ -147,9 +147,23 @@ def cmd_build(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         dump_spec(spec, out / "spec.toml", registry)
         save_weights(model, out / "model.safetensors")
+        _write_task_vocabularies(spec, out)
         if args.format != "json":
             print(f"wrote {out}/spec.toml and {out}/model.safetensors")
     return 0
+
+
+def _write_task_vocabularies(spec: Any, out: Path) -> None:
+    """A built model of a generated task gets the task's vocabularies, so the directory
+    loads and decodes like a trained run (file data has none until trained)."""
+    if not spec.token_mode or spec.data.task is None:
+        return
+    from assembly.data import Vocabulary
+    from assembly.data.tasks import task_inventory
+
+    source, target = task_inventory(spec.data.task, spec.data.symbols)
+    Vocabulary.build([source]).save(out / "vocab.source.json")
+    Vocabulary.build([target]).save(out / "vocab.target.json")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -165,7 +179,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     registry = _registry(args)
     _plugin_notes(registry)
     if args.resume:
-        spec = None
+        from assembly.train.checkpoint import latest_checkpoint
+
+        if latest_checkpoint(Path(args.out)) is None:
+            raise UserError(f"{args.out}: nothing to resume (no checkpoint)")
+        if args.spec or args.seed is not None:
+            raise UserError("--resume continues the run's own spec and seed; give only --out "
+                            "(and --epochs / --max-updates to extend it)")
+        spec = _apply_overrides(load_spec(Path(args.out) / "spec.toml", registry), args)
         spec_dir = Path(".")
     else:
         if not args.spec:
@@ -307,13 +328,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def _parser_without_abbreviations(**kwargs: Any) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(**kwargs, allow_abbrev=False)
+
+
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="assemble", description=__doc__.split("\n")[0])
+    main = argparse.ArgumentParser(prog="assemble", description=__doc__.split("\n")[0],
+                                   allow_abbrev=False)
     main.add_argument("--strict", action="store_true",
                       help="fail on any plugin that cannot load (CI)")
     main.add_argument("--block", action="append", metavar="PLUGIN",
                       help="do not load this plugin (repeatable)")
-    sub = main.add_subparsers(dest="command", required=True)
+    sub = main.add_subparsers(dest="command", required=True,
+                              parser_class=_parser_without_abbreviations)
 
     check = sub.add_parser("check", help="validate specs and print their plans (no torch)")
     check.add_argument("specs", nargs="+")

@@ -44,6 +44,9 @@ def load_run(path: str | Path, registry: Any = None, *, device: str | None = Non
     spec = load_spec(path / "spec.toml", registry)
     source_vocab = target_vocab = None
     if spec.token_mode:
+        if not (path / "vocab.source.json").exists():
+            raise UserError(f"{path}: no vocab.source.json / vocab.target.json (a model built "
+                            f"from a spec with file data has its vocabularies only once trained)")
         source_vocab = Vocabulary.load(path / "vocab.source.json")
         target_vocab = Vocabulary.load(path / "vocab.target.json")
     model = build_model(spec, registry)

@@ -235,7 +235,6 @@ def tsv_run_from_elsewhere(
     return tmp_path / "run"
 
 
-@pytest.mark.xfail(strict=True, reason=RELATIVE_PATHS_BUG)
 def test_resume_finds_the_data_of_a_spec_in_another_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -244,7 +243,6 @@ def test_resume_finds_the_data_of_a_spec_in_another_folder(
     assert code == 0, err
 
 
-@pytest.mark.xfail(strict=True, reason=RELATIVE_PATHS_BUG)
 def test_evaluate_finds_the_data_of_a_spec_in_another_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -101,17 +101,6 @@ def test_cli_exits_3_naming_the_update(
     assert_finite(latest_folder(run_dir) / "model.safetensors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: Trainer.update (trainer.py) checks only the loss; a finite loss with "
-        "non-finite gradients (backward overflow) is applied by optimizer.step (clip_grad_norm_ "
-        "returns a nan/inf norm and does not refuse), the NaN weights are checkpointed, and the "
-        "run stops one update later with the 'last good checkpoint' holding NaN weights. Fix: "
-        "compute the gradient norm every update and raise TrainingDiverged before "
-        "optimizer.step when it is not finite"
-    ),
-)
 def test_non_finite_gradients_never_reach_a_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -73,7 +73,6 @@ def final_checkpoint(run_dir: Path, step: int) -> Path:
 
 
 # -- a real SIGKILL ------------------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=LOADER_BUG)
 def test_sigkilled_cli_run_resumes_to_the_same_weights(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -123,7 +122,6 @@ def test_sigkilled_cli_run_resumes_to_the_same_weights(
 
 
 # -- in-process variants (fast, pinpoint failures) -----------------------------------------
-@pytest.mark.xfail(strict=True, reason=LOADER_BUG)
 @pytest.mark.parametrize("crash_step", [6, 15])
 def test_crashed_run_resumes_to_the_same_weights_and_metrics(
     tmp_path: Path,
@@ -210,7 +208,6 @@ def test_resume_restores_position_and_random_state(
     assert resumed.sampler.seed == resumed.spec.training.seed
 
 
-@pytest.mark.xfail(strict=True, reason=LOADER_BUG)
 def test_starting_an_epoch_draws_nothing_from_the_global_torch_rng(tmp_path: Path) -> None:
     import torch
 
@@ -224,15 +221,6 @@ def test_starting_an_epoch_draws_nothing_from_the_global_torch_rng(tmp_path: Pat
     assert torch.equal(before, torch.get_rng_state())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: a crash after the mid-epoch checkpoint of an epoch's last batch and before "
-        "the epoch-end checkpoint at the same update leaves that epoch's dev record in "
-        "metrics.jsonl; MetricsLog.truncate_after(step) keeps it (step <= step) and the resumed "
-        "run writes it again (trainer.py _restore / logs.py truncate_after)"
-    ),
-)
 def test_crash_between_the_two_checkpoints_of_an_epoch_end_logs_each_evaluation_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -241,8 +229,8 @@ def test_crash_between_the_two_checkpoints_of_an_epoch_end_logs_each_evaluation_
     # update 13 ends epoch 1: checkpoint (mid-epoch), dev evaluation, checkpoint (epoch end)
     original = Trainer._after_evaluation
 
-    def after_evaluation(self: Trainer, results: dict[str, float]) -> bool:
-        stop = original(self, results)
+    def after_evaluation(self: Trainer, results: dict[str, float], epoch: int) -> bool:
+        stop = original(self, results, epoch)
         if self.step == 13:
             raise Crash("crash after the epoch's evaluation, before its checkpoint")
         return stop
@@ -255,15 +243,6 @@ def test_crash_between_the_two_checkpoints_of_an_epoch_end_logs_each_evaluation_
     assert [r["step"] for r in records(run_dir, "dev")] == [13, 26]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: when max_updates stops a run mid-epoch, Trainer.fit (trainer.py, the "
-        "`if not stopped or not training.eval_every:` block) still does `self.epoch += 1; "
-        "self.batch_in_epoch = 0`, so the checkpoint says the epoch is complete and a resumed "
-        "run (with a raised max_updates) skips the rest of that epoch"
-    ),
-)
 def test_run_stopped_by_max_updates_mid_epoch_continues_mid_epoch(tmp_path: Path) -> None:
     from assembly.spec import dump_spec
 
@@ -279,13 +258,6 @@ def test_run_stopped_by_max_updates_mid_epoch_continues_mid_epoch(tmp_path: Path
     assert_same_weights(final_checkpoint(reference_dir, 20), final_checkpoint(run_dir, 20))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: Trainer.fit checks max_updates only after an update, so resuming a run that "
-        "already reached max_updates trains one more update (and counts one more epoch)"
-    ),
-)
 def test_resuming_a_run_that_reached_max_updates_trains_no_further(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     trainer(with_training(make_spec(RESUME), max_updates=4), run_dir).fit()
@@ -293,14 +265,6 @@ def test_resuming_a_run_that_reached_max_updates_trains_no_further(tmp_path: Pat
     assert result.updates == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: spec_to_dict drops None values, but TrainingSpec.clip defaults to 1.0, so a "
-        "run trained with clip = None (JSON null / Python) writes a spec.toml that reloads with "
-        "clip = 1.0: a resumed run (and spec_hash) silently switches clipping on"
-    ),
-)
 def test_the_run_spec_reloads_to_the_spec_that_was_trained(tmp_path: Path) -> None:
     from assembly.spec import load_spec
 

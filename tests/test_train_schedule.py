@@ -69,15 +69,6 @@ def test_warmup_then_step() -> None:
     assert got == pytest.approx([0.05, 0.1, 0.1, 0.1, 0.05, 0.05, 0.025])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core bug: schedule.py LearningRate.factor divides the post-warm-up step by the whole "
-        "run (`after / self.total`), so with warmup the cosine has not reached 0 when the run "
-        "ends (warmup=4, total=10: still 0.5·base at the last update). Fix: "
-        "`after / max(1, self.total - spec.warmup)`"
-    ),
-)
 def test_cosine_after_warmup_still_reaches_zero_at_the_end_of_the_run() -> None:
     rate, _optimizer = schedule(total=10, type="cosine", warmup=4)
     assert rate.factor(3) == pytest.approx(1.0)

@@ -299,8 +299,11 @@ def make_loader(
     Worker processes (``num_workers > 0``) are persistent across epochs; the sampler runs
     in the main process, so ``sampler.set_epoch`` still takes effect between epochs.
     """
+    # A generator of its own: without one, every iter(loader) draws its base seed from the
+    # global torch RNG, which shifts dropout masks and breaks exact resume.
     return DataLoader(
         dataset,
+        generator=torch.Generator().manual_seed(0),
         batch_sampler=sampler,
         collate_fn=collate,
         num_workers=num_workers,

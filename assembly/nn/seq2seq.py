@@ -44,12 +44,14 @@ class ForwardOutputs:
 @attrs.define
 class StepResult:
     """One decoding step: scores (B, V) log-probabilities (token mode) or the predicted
-    vector (B, D); stop (B,) stop probabilities or None; attention (B, S) or None."""
+    vector (B, D); stop (B,) stop probabilities or None; attention (B, S) or None; top
+    (B, O) the top decoder layer's output (what regularisers read)."""
 
     scores: Tensor
     state: DecoderState
     attention: Tensor | None
     stop: Tensor | None
+    top: Tensor | None = None
 
 
 class Seq2Seq(nn.Module):
@@ -115,7 +117,7 @@ class Seq2Seq(nn.Module):
         scores = torch.log_softmax(prediction, dim=-1) if self.token_mode else prediction
         stop = torch.sigmoid(self.stop(out.features)).squeeze(-1) if self.stop is not None \
             else None
-        return StepResult(scores, out.state, out.attention, stop)
+        return StepResult(scores, out.state, out.attention, stop, out.top)
 
     # -- training -------------------------------------------------------------------------
     def forward(self, source: Tensor, source_lengths: Tensor, target: Tensor,

@@ -202,9 +202,13 @@ def make_converter(registry: Any) -> cattrs.Converter:
 
     def unstructure_attrs_factory(cls: type) -> Any:
         base = make_dict_unstructure_fn(cls, converter)
+        # None is written by leaving the key out, which is exact only where a missing key
+        # means None again: a None default, or a factory that derives it.
+        omissible = {f.name for f in attrs.fields(cls)
+                     if f.default is None or isinstance(f.default, attrs.Factory)}
 
         def unstructure(obj: Any) -> dict[str, Any]:
-            data = {k: v for k, v in base(obj).items() if v is not None}
+            data = {k: v for k, v in base(obj).items() if v is not None or k not in omissible}
             if isinstance(obj, ComponentSpec):
                 _kind, name = registry.name_of(obj)
                 data = {"type": name, **data}

@@ -228,7 +228,9 @@ class CurriculumSpec:
 @attrs.frozen(kw_only=True)
 class TrainingSpec:
     """How to train. ``epochs`` and/or ``max_updates`` bound the run; ``early_stopping``
-    stops after that many evaluations without improving ``metric`` on the dev set.
+    stops after that many evaluations without improving ``metric`` on the dev set
+    (``auto``: exact match in token mode, mean squared error in continuous mode).
+    ``clip``: the gradient-norm limit (left out: no clipping).
     Evaluation and a checkpoint follow every epoch, and also every ``eval_every`` /
     ``checkpoint_every`` updates when set; the last ``keep_checkpoints`` are kept.
     ``amp`` (mixed precision) applies on CUDA devices only."""
@@ -239,14 +241,12 @@ class TrainingSpec:
     batch_size: int = attrs.field(default=64, validator=positive)
     optimizer: OptimizerSpec = attrs.field(factory=OptimizerSpec)
     schedule: ScheduleSpec = attrs.field(factory=ScheduleSpec)
-    clip: float | None = attrs.field(default=1.0, validator=positive)
+    clip: float | None = attrs.field(default=None, validator=positive)
     label_smoothing: float = attrs.field(default=0.0, validator=_dropout)
     scheduled_sampling: float = attrs.field(default=0.0, validator=probability)
     early_stopping: int | None = attrs.field(default=None, validator=positive)
-    metric: str = attrs.field(
-        default="exact_match",
-        validator=one_of("loss", "token_accuracy", "exact_match", "bleu", "chrf"),
-    )
+    metric: str = attrs.field(default="auto", validator=one_of(
+        "auto", "loss", "token_accuracy", "exact_match", "bleu", "chrf", "mse"))
     eval_every: int | None = attrs.field(default=None, validator=positive)
     checkpoint_every: int | None = attrs.field(default=None, validator=positive)
     keep_checkpoints: int = attrs.field(default=2, validator=positive)
@@ -259,13 +259,13 @@ class TrainingSpec:
 @attrs.frozen(kw_only=True)
 class DataSpec:
     """Where the data comes from: a built-in generated ``task`` (copy, reverse, sort,
-    addition), or files. File paths are relative to the spec file.
+    addition; the default is ``reverse`` unless ``train`` files are named), or files.
+    File paths are relative to the spec file.
 
     ``format``: ``tsv`` (source<TAB>target per line), ``parallel`` (``train`` names a
     ``source,target`` pair as a list), ``npy`` (continuous: pairs of arrays). ``tokenizer``:
     ``char`` or ``whitespace``."""
 
-    task: str | None = "reverse"
     train_size: int = attrs.field(default=20000, validator=positive)
     dev_size: int = attrs.field(default=500, validator=positive)
     test_size: int = attrs.field(default=1000, validator=positive)
@@ -277,6 +277,8 @@ class DataSpec:
     train: tuple[str, ...] = ()
     dev: tuple[str, ...] = ()
     test: tuple[str, ...] = ()
+    task: str | None = attrs.field(
+        default=attrs.Factory(lambda data: None if data.train else "reverse", takes_self=True))
     tokenizer: str = attrs.field(default="whitespace", validator=one_of("char", "whitespace"))
     max_source_length: int = attrs.field(default=400, validator=positive)
 

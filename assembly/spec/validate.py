@@ -78,6 +78,14 @@ def check_spec(spec: Spec, registry: Any = None) -> list[Problem]:
                 "$.data.min_length",
             )
         )
+    if data.task is not None and data.train:
+        problems.append(Problem("give either a generated task or train files, not both",
+                                "$.data.task"))
+    metric = spec.training.metric
+    if (metric == "mse" and spec.token_mode) or (
+            metric in ("token_accuracy", "exact_match", "bleu", "chrf") and not spec.token_mode):
+        problems.append(Problem(f"metric {metric!r} does not apply in {spec.mode} mode",
+                                "$.training.metric"))
     if data.task is None and not data.train:
         problems.append(Problem("give a generated task or train files", "$.data"))
     if data.format == "parallel":

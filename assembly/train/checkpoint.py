@@ -87,6 +87,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 def load_training(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensor state from training.pt, plain state from state.json) of a checkpoint."""
-    training = torch.load(folder / "training.pt", weights_only=True, map_location="cpu")
-    state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    try:
+        training = torch.load(folder / "training.pt", weights_only=True, map_location="cpu")
+    except Exception as error:  # a tampered or corrupt file: never retried unsafely
+        raise UserError(f"{folder / 'training.pt'}: not a valid training state "
+                        f"({type(error).__name__}); the checkpoint is corrupt") from None
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{folder / 'state.json'}: unreadable ({error})") from None
     return training, state

@@ -40,11 +40,15 @@ class MetricsLog:
         return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line.strip()]
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records past ``step`` (a resumed run replays them)."""
+    def count(self) -> int:
+        """How many records are written (stored in checkpoints)."""
+        return len(self.records()) if self.enabled else 0
+
+    def truncate_to(self, count: int) -> None:
+        """Keep the first ``count`` records: a resumed run writes the rest again."""
         if not self.enabled or not self.path.exists():
             return
-        kept = [r for r in self.records() if r.get("step", 0) <= step]
+        kept = self.records()[:count]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
 
     def flush(self) -> None:
@@ -80,7 +84,8 @@ def plot_learning_curves(records: list[dict[str, Any]], path: Path) -> None:
         left.plot([r["step"] for r in dev], [r["loss"] for r in dev], "o-", label="dev loss")
     left.set_xlabel("update")
     left.set_ylabel("loss per target token")
-    left.legend()
+    if left.get_lines():
+        left.legend()
     for key in ("exact_match", "token_accuracy", "bleu", "chrf", "mse"):
         if dev and key in dev[0]:
             values = [r[key] / (100 if key in ("bleu", "chrf") else 1) for r in dev]
@@ -88,7 +93,8 @@ def plot_learning_curves(records: list[dict[str, Any]], path: Path) -> None:
                        label=key + (" / 100" if key in ("bleu", "chrf") else ""))
     right.set_xlabel("update")
     right.set_title("dev")
-    right.legend()
+    if right.get_lines():
+        right.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -20,8 +20,10 @@ class Regularizer(nn.Module):
 
     Hooks (all optional; the trainer calls them in this order):
 
-    - ``on_train_start(trainer)``: once, after the model and optimiser exist (e.g. copy
-      parameter sets, build a discriminator and its optimiser);
+    - ``on_train_start(trainer)``: once, when a run starts afresh, after the model and
+      optimiser exist (e.g. copy parameter sets). It is *not* called again when a run
+      resumes: the checkpointed state is restored instead, so anything it sets up must be
+      in ``state_dict`` / ``extra_state`` or rebuilt lazily;
     - ``penalty(outputs, batch, trainer) -> Tensor``: a scalar added to the loss of every
       update (already weighted by the regulariser's own factor);
     - ``after_update(trainer)``: after each optimiser step (e.g. a discriminator update,

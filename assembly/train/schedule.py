@@ -50,7 +50,8 @@ class LearningRate:
         elif spec.type == "exponential":
             shape = spec.gamma ** after
         elif spec.type == "cosine":
-            shape = 0.5 * (1 + math.cos(math.pi * min(1.0, after / self.total)))
+            span = max(1, self.total - spec.warmup)
+            shape = 0.5 * (1 + math.cos(math.pi * min(1.0, after / span)))
         else:
             shape = 1.0
         return warm * shape * self.plateau_factor

@@ -89,10 +89,13 @@ class Trainer:
         if resume:
             from assembly.spec import load_spec
 
-            spec = load_spec(self.run_dir / "spec.toml", registry)
-        elif self.run_dir.exists() and any(self.run_dir.glob("checkpoints/step-*")):
+            saved = load_spec(self.run_dir / "spec.toml", registry)
+            spec = _extended(saved, spec)
+        elif latest_checkpoint(self.run_dir) is not None:
             raise UserError(f"{self.run_dir} already holds a run; use --resume to continue it "
                             f"or choose another --out")
+        if not resume:
+            spec = absolute_data_paths(spec, Path(spec_dir))
         self.data: DataBundle = prepare_data(spec, Path(spec_dir),
                                              self.run_dir if resume else None)
         self.spec = self.data.spec
@@ -118,7 +121,7 @@ class Trainer:
             rank=self.rank)
         planned = training.max_updates or training.epochs * len(self.sampler)
         self.learning_rate = LearningRate(training.schedule, self.optimizer, planned,
-                                          HIGHER_IS_BETTER[training.metric])
+                                          HIGHER_IS_BETTER[_resolve_metric(self.spec)])
         self.decoder = registry.record_of(self.spec.sampler).build(self.spec.sampler)
         self.generator = torch.Generator().manual_seed(training.seed + 1)
         self.step = 0
@@ -126,6 +129,8 @@ class Trainer:
         self.batch_in_epoch = 0
         self.best: float | None = None
         self.bad_evaluations = 0
+        self.last_eval_step = -1
+        self.metric = _resolve_metric(self.spec)
         self.last_dev: dict[str, float] = {}
         self.train_tokens = 0
         self.train_seconds = 0.0
@@ -135,6 +140,8 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is not None:
             self._restore(checkpoint)
+            if self.is_main:
+                dump_spec(self.spec, self.run_dir / "spec.toml", self.registry)
         elif self.is_main:
             self._write_model_files()
 
@@ -196,6 +203,8 @@ class Trainer:
                 "best": self.best, "bad_evaluations": self.bad_evaluations,
                 "learning_rate": self.learning_rate.state_dict(), "last_dev": self.last_dev,
                 "train_tokens": self.train_tokens, "train_seconds": self.train_seconds,
+                "last_eval_step": self.last_eval_step,
+                "metric_records": self.metrics.count(),
                 "regularizers": [r.extra_state() for r in self.regularizers]}
 
     def checkpoint(self) -> None:
@@ -224,7 +233,8 @@ class Trainer:
         self.learning_rate.load_state_dict(state["learning_rate"])
         self.last_dev = state["last_dev"]
         self.train_tokens, self.train_seconds = state["train_tokens"], state["train_seconds"]
-        self.metrics.truncate_after(self.step)
+        self.last_eval_step = state["last_eval_step"]
+        self.metrics.truncate_to(state["metric_records"])
         self.log(f"resumed {self.run_dir} at update {self.step} (epoch {self.epoch + 1}, "
                  f"batch {self.batch_in_epoch})")
 
@@ -248,16 +258,16 @@ class Trainer:
                                          batch.target_lengths, training.scheduled_sampling,
                                          self.generator)
             total, count = self.model.loss(outputs, batch.target, training.label_smoothing)
-            main = total / count.clamp(min=1)
+            main, shown = self._per_token(total, count)
             loss = main
-            values = {"loss": float(main.detach())}
+            values = {"loss": shown}
             for regularizer in self.regularizers:
                 penalty = regularizer.penalty(outputs, batch, self)
                 loss = loss + penalty
                 values[regularizer.name] = float(penalty.detach())
         if not math.isfinite(values["loss"]) or not torch.isfinite(loss):
             raise TrainingDiverged(
-                f"the loss became {float(loss)} at update {self.step + 1} (epoch "
+                f"the loss became {float(loss.detach())} at update {self.step + 1} (epoch "
                 f"{self.epoch + 1}); training stopped. The last good checkpoint stays in "
                 f"{self.run_dir}. Try a lower learning rate or gradient clipping.")
         self.optimizer.zero_grad(set_to_none=True)
@@ -266,9 +276,15 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if training.clip is not None:
-            values["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(),
-                                                                       training.clip))
+        limit = training.clip if training.clip is not None else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit))
+        values["grad_norm"] = grad_norm
+        if not math.isfinite(grad_norm) and self.scaler is None:
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(
+                f"the gradient norm became {grad_norm} at update {self.step + 1} (epoch "
+                f"{self.epoch + 1}); training stopped before applying it. The last good "
+                f"checkpoint stays in {self.run_dir}. Try a lower learning rate.")
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -281,6 +297,21 @@ class Trainer:
         self.train_tokens += int(count)
         return values
 
+    def _per_token(self, total: torch.Tensor, count: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """(loss to differentiate, value to log): the summed loss per target token.
+
+        Data-parallel, the tokens are counted over all ranks (one all-reduce of the summed
+        loss and the count) and the loss is scaled by the world size, because DDP averages
+        the ranks' gradients: an update then equals a single process's update on the union
+        of the ranks' batches, and every rank logs the global per-token loss."""
+        if self.world == 1:
+            main = total / count.clamp(min=1)
+            return main, float(main.detach())
+        sums = torch.stack([total.detach().float(), count.to(total.device, torch.float32)])
+        torch.distributed.all_reduce(sums)
+        tokens = sums[1].clamp(min=1)
+        return total * (self.world / tokens), float(sums[0] / tokens)
+
     def evaluate_dev(self) -> dict[str, float]:
         if self.data.dev is None:
             return {}
@@ -290,12 +321,13 @@ class Trainer:
                               batch_size=500)
         return results
 
-    def _after_evaluation(self, results: dict[str, float]) -> bool:
+    def _after_evaluation(self, results: dict[str, float], epoch: int) -> bool:
         """Log, keep the best weights, step the plateau schedule; True to stop early."""
-        metric = self.spec.training.metric
+        metric = self.metric
         self.last_dev = results
-        self.metrics.write({"kind": "dev", "step": self.step, "epoch": self.epoch + 1,
-                            **results})
+        if not results:
+            return False
+        self.metrics.write({"kind": "dev", "step": self.step, "epoch": epoch, **results})
         if metric not in results:
             return False
         value = results[metric]
@@ -321,46 +353,63 @@ class Trainer:
         if self.step == 0:
             for regularizer in self.regularizers:
                 regularizer.on_train_start(self)
-        stopped = False
-        while self.epoch < training.epochs and not stopped:
+        early = False
+
+        def budget_spent() -> bool:
+            return bool(training.max_updates and self.step >= training.max_updates)
+
+        while self.epoch < training.epochs and not early and not budget_spent():
             self.sampler.max_length = self._curriculum_limit()
             self.sampler.set_epoch(self.epoch, start_batch=self.batch_in_epoch)
+            epoch_batches = self.batch_in_epoch + len(self.sampler)
             loader = make_loader(self.data.train, self.sampler, collate,
                                  num_workers=training.workers)
             bar = _bar(len(self.sampler), self.progress and self.is_main,
                        f"epoch {self.epoch + 1}/{training.epochs}")
             started = time.perf_counter()
+            completed = True
             for batch in loader:
+                if budget_spent():
+                    completed = False
+                    break
                 values = self.update(batch.to(self.device))
                 self.batch_in_epoch += 1
-                if self.step % 20 == 0:
+                if self.step % LOG_EVERY == 0 or self.batch_in_epoch == epoch_batches \
+                        or budget_spent():
                     self.metrics.write({"kind": "train", "step": self.step,
                                         "epoch": self.epoch + 1, **values})
                 bar.update(1)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
                 if training.eval_every and self.step % training.eval_every == 0:
                     self.train_seconds += time.perf_counter() - started
-                    stopped = self._after_evaluation(self.evaluate_dev())
+                    early = self._evaluate_and_log(self.epoch + 1)
                     started = time.perf_counter()
                 if training.checkpoint_every and self.step % training.checkpoint_every == 0:
                     self.checkpoint()
-                if stopped or (training.max_updates and self.step >= training.max_updates):
-                    stopped = True
+                if early:
+                    completed = False
                     break
             self.train_seconds += time.perf_counter() - started
             bar.close()
-            if not stopped or not training.eval_every:
+            evaluated_epoch = self.epoch + 1
+            if completed:
                 self.epoch += 1
                 self.batch_in_epoch = 0
-                results = self.evaluate_dev()
-                if results and self.is_main:
-                    shown = ", ".join(f"{k} {v:.4g}" for k, v in results.items())
-                    self.log(f"epoch {self.epoch}: dev {shown}")
-                stopped = self._after_evaluation(results) or stopped
+            if self.last_eval_step != self.step:
+                early = self._evaluate_and_log(evaluated_epoch) or early
             self.checkpoint()
         for regularizer in self.regularizers:
             regularizer.on_train_end(self)
-        return self._finish(stopped)
+        return self._finish(early)
+
+    def _evaluate_and_log(self, epoch: int) -> bool:
+        """Evaluate on the dev set (once per update count), log it; True to stop early."""
+        results = self.evaluate_dev()
+        self.last_eval_step = self.step
+        if results and self.is_main:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in results.items())
+            self.log(f"epoch {epoch}, update {self.step}: dev {shown}")
+        return self._after_evaluation(results, epoch)
 
     def _finish(self, stopped: bool) -> TrainResult:
         if self.is_main:
@@ -396,6 +445,45 @@ class Trainer:
             if result.attention[0] is not None:
                 plot_attention(result.attention[0], result.source, result.hypotheses[0],
                                self.run_dir / f"attention_{index + 1}.png")
+
+
+def _extended(saved: Spec, given: Spec | None) -> Spec:
+    """The spec a resumed run continues with: its own, where only ``training.epochs`` and
+    ``training.max_updates`` may be changed (to extend it); the run's spec.toml is
+    rewritten when they are."""
+    if given is None or given == saved:
+        return saved
+    allowed = attrs.evolve(saved, training=attrs.evolve(
+        saved.training, epochs=given.training.epochs, max_updates=given.training.max_updates))
+    if allowed != given:
+        raise UserError("a resumed run keeps its spec; only training.epochs and "
+                        "training.max_updates may change")
+    return given
+
+
+def absolute_data_paths(spec: Spec, base: Path) -> Spec:
+    """The spec with its data files made absolute (resolved against ``base``), so the
+    run's own spec.toml finds them from anywhere (resume, evaluate)."""
+    data = spec.data
+
+    def resolve(files: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(str((base / f).resolve()) for f in files)
+
+    return attrs.evolve(spec, data=attrs.evolve(
+        data, train=resolve(data.train), dev=resolve(data.dev), test=resolve(data.test)))
+
+
+LOG_EVERY = 20
+"""Training records are written every this many updates and at each epoch's end."""
+
+
+def _resolve_metric(spec: Spec) -> str:
+    """The dev metric that picks the best weights: ``auto`` is exact match in token mode
+    and the decoded vectors' mean squared error in continuous mode."""
+    metric = spec.training.metric
+    if metric == "auto":
+        return "exact_match" if spec.token_mode else "mse"
+    return metric
 
 
 def _distributed() -> tuple[int, int]:
