@@ -114,6 +114,7 @@ def build_model(spec: Spec | Plan, registry: Any = None, *, seed: int | None = N
                     output_length=continuous.output_length if continuous else None)
     if continuous is not None:
         model.regression_loss = continuous.loss
+        model.stop_threshold = continuous.stop_threshold
     model.plan = plan  # type: ignore[assignment]
     return model
 

@@ -87,7 +87,8 @@ def row_seeds(seed: int | None, source: Tensor, source_lengths: Tensor) -> list[
     seeds = []
     for row, length in zip(source, source_lengths.tolist(), strict=True):
         content = row[:length].detach().cpu().numpy().tobytes()
-        seeds.append(zlib.crc32(content, seed & 0xFFFFFFFF) + (seed << 32))
+        mixed = zlib.crc32(content, seed & 0xFFFFFFFF) ^ ((hash(seed) & 0x7FFFFFFF) << 32)
+        seeds.append(mixed & 0x7FFF_FFFF_FFFF_FFFF)  # torch generators take 63 bits
     return seeds
 
 
