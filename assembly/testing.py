@@ -199,9 +199,18 @@ def _component_spec(record: Any, spec: ComponentSpec | None) -> ComponentSpec:
 
 def check_round_trip(spec: Spec, registry: Registry, label: str = "spec") -> None:
     """``spec`` dumps to TOML and JSON and loads back equal, with a stable text and hash."""
-    digest = spec_hash(spec, registry)
+    try:
+        digest = spec_hash(spec, registry)
+    except Exception as error:
+        raise AssertionError(f"{label}: the spec cannot be hashed "
+                             f"({type(error).__name__}: {error})") from error
     for fmt in ("toml", "json"):
-        text = dumps_spec(spec, fmt, registry)
+        try:
+            text = dumps_spec(spec, fmt, registry)
+        except Exception as error:
+            raise AssertionError(f"{label}: the spec cannot be written as {fmt.upper()} "
+                                 f"({type(error).__name__}: {error}); a None value must "
+                                 f"mean the field's default (TOML has no null)") from error
         try:
             back = loads_spec(text, fmt, registry, source=f"<{label} as {fmt}>")
         except SpecError as error:
