@@ -19,6 +19,8 @@ disagrees (never a bare ``assert``, so ``python -O`` does not skip them).
   padding never changes a sequence's outputs or final state, gradients reach every
   parameter, and a whole model using the cell (bidirectional encoder, attention, two
   layers of different sizes) matches its plan row by row.
+- :func:`check_plugin`: a whole plugin object: it registers strictly and every record its
+  hooks return passes the check of its kind.
 - :func:`check_sampler_plugin`, :func:`check_regularizer_plugin`,
   :func:`check_placement_plugin`: the record and spec round-trip checks only, for now.
   The torch-side contracts of samplers, regularisers and placements are still being
@@ -34,7 +36,7 @@ checks that need it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -70,6 +72,7 @@ __all__ = [
     "Batch",
     "check_cell_plugin",
     "check_placement_plugin",
+    "check_plugin",
     "check_regularizer_plugin",
     "check_sampler_plugin",
     "make_spec",
@@ -268,6 +271,35 @@ def check_placement_plugin(record: PlacementPlugin, *,
     _expect(isinstance(record, PlacementPlugin),
             f"expected a PlacementPlugin, got {type(record).__name__}")
     _check_component(record, spec, lambda s: {"placement": s}, lambda d: d.get("placement"))
+
+
+def check_plugin(plugin: Any, *, specs: Mapping[type, ComponentSpec] | None = None) -> None:
+    """Check a whole plugin object (or class, instantiated without arguments): it registers
+    strictly beside the built-ins, provides at least one component, and every record its
+    hooks return passes the check of its kind. ``specs`` maps a spec class to the example
+    spec to check it with (needed where the class has required fields)."""
+    from assembly.builtin import BUILTIN_PLUGINS
+
+    instance = plugin() if isinstance(plugin, type) else plugin
+    builtin = any(type(b) is type(instance) for b in BUILTIN_PLUGINS.values())
+    try:
+        make_registry(plugins=[] if builtin else [instance], entrypoints=False, strict=True)
+    except PluginError as error:
+        raise AssertionError(f"plugin {type(instance).__name__}: the registry rejects it: "
+                             f"{error}") from error
+    checks: dict[str, Callable[..., None]] = {
+        "cell": check_cell_plugin, "sampler": check_sampler_plugin,
+        "regularizer": check_regularizer_plugin, "placement": check_placement_plugin}
+    found = 0
+    for kind, hook in hookspecs.HOOKS.items():
+        method = getattr(instance, hook, None)
+        if method is None:
+            continue
+        for record in method() or ():
+            example = (specs or {}).get(getattr(record, "spec", None))  # type: ignore[arg-type]
+            checks[kind](record, spec=example)
+            found += 1
+    _expect(found > 0, f"plugin {type(instance).__name__}: its hooks return no component")
 
 
 # -- cells ------------------------------------------------------------------------------

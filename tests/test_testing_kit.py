@@ -23,6 +23,7 @@ from assembly.plugin import (
     RegularizerSpec,
     SamplerPlugin,
     SamplerSpec,
+    hookimpl,
 )
 from assembly.registry import make_registry
 from assembly.spec import AttentionSpec, ContinuousSpec, Spec
@@ -30,6 +31,7 @@ from assembly.spec.validate import check_spec
 from assembly.testing import (
     check_cell_plugin,
     check_placement_plugin,
+    check_plugin,
     check_regularizer_plugin,
     check_sampler_plugin,
     make_spec,
@@ -223,6 +225,40 @@ def test_a_builtin_record_is_not_registered_twice() -> None:
     assert registry.source_of("cell", "gru") == "builtin-cells"
     injected = registry_with(elman())
     assert injected.names("cell") == ["elman", "gru", "lstm"]
+
+
+def test_a_whole_plugin_object() -> None:
+    check_plugin(BuiltinSamplers)
+    check_plugin(BuiltinPlacements())
+
+    class ElmanPlugin:
+        @hookimpl
+        def assembly_cells(self) -> list[CellPlugin]:
+            return [elman()]
+
+        @hookimpl
+        def assembly_samplers(self) -> list[SamplerPlugin]:
+            return [SamplerPlugin(name="toy-beam", spec=ToySamplerSpec, build=print)]
+
+    check_plugin(ElmanPlugin(), specs={ElmanSpec: ElmanSpec(bias=False)})
+    with pytest.raises(AssertionError, match="the parameters formula says"):
+        check_plugin(ElmanPlugin(), specs={ElmanSpec: ElmanSpec(flaw="wrong-formula")})
+
+    class Empty:
+        @hookimpl
+        def assembly_cells(self) -> list[CellPlugin]:
+            return []
+
+    with pytest.raises(AssertionError, match="plugin Empty: its hooks return no component"):
+        check_plugin(Empty())
+
+    class Clashing:
+        @hookimpl
+        def assembly_cells(self) -> list[CellPlugin]:
+            return [elman(name="gru")]
+
+    with pytest.raises(AssertionError, match="plugin Clashing: the registry rejects it"):
+        check_plugin(Clashing())
 
 
 # -- helpers ----------------------------------------------------------------------------
