@@ -16,14 +16,14 @@ import os
 import subprocess
 import sys
 
-import torch
-
 BACKEND_ENV = "ASSEMBLY_DIST_BACKEND"
 
 
 def default_backend() -> str:
     """``ASSEMBLY_DIST_BACKEND`` if set; else ``cpu:gloo,cuda:nccl`` where CUDA is
     available (each tensor reduced by the backend of its device), else ``gloo``."""
+    import torch
+
     chosen = os.environ.get(BACKEND_ENV)
     if chosen:
         return chosen
@@ -35,6 +35,8 @@ def maybe_init_process_group() -> bool:
     process is part of one. The group is destroyed when the process exits."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
+    import torch
+
     if torch.distributed.is_initialized():
         return True
     backend = default_backend()
@@ -47,13 +49,15 @@ def maybe_init_process_group() -> bool:
 
 
 def _destroy() -> None:
+    import torch
+
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
 
 def launch(arguments: list[str], processes: int) -> int:
     """Re-run ``assemble <arguments>`` (without ``--nproc``) under torchrun; its exit
-    status."""
+    status. This process imports no torch: it only waits for torchrun."""
     cleaned = []
     skip = False
     for argument in arguments:
