@@ -59,7 +59,7 @@ import json
 import math
 import random
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,12 +86,16 @@ _COMPONENT_BASES = {spec_base: kind for kind, (_record, spec_base) in KINDS.item
 _PRIMITIVE = (type(None), bool, int, float, str)
 
 
+def _items(values: Iterable[Any]) -> tuple[Any, ...]:
+    return tuple(values)
+
+
 @attrs.frozen(kw_only=True)
 class Choice:
     """One of ``values`` at ``path`` (see the module docstring for component values)."""
 
     path: str
-    values: tuple[Any, ...] = attrs.field(converter=tuple)
+    values: tuple[Any, ...] = attrs.field(converter=_items)
 
 
 @attrs.frozen(kw_only=True)
@@ -124,8 +128,8 @@ class When:
     present and ``false`` when absent; components (``encoder.cell``) by their type name."""
 
     path: str
-    values: tuple[Any, ...] = attrs.field(converter=tuple)
-    params: tuple[Param, ...] = attrs.field(converter=tuple)
+    values: tuple[Any, ...] = attrs.field(converter=_items)
+    params: tuple[Param, ...] = attrs.field(converter=_items)
 
 
 Param = Choice | IntRange | FloatRange | When
@@ -216,6 +220,7 @@ class Space:
         where = list(_where) if _where is not None else [f"$.params[{i}]"
                                                        for i in range(len(self.params))]
         self.nodes = tuple(self._compile(list(self.params), where, problems))
+        self.plans = PlanCache(registry)
         if problems:
             raise SpecError(problems, source)
 
@@ -228,6 +233,8 @@ class Space:
             at, inner = place if isinstance(place, tuple) else (place, None)
             try:
                 yield self._node(param, at, inner, problems)
+            except _Reported:
+                continue
             except _Invalid as invalid:
                 problems.append(Problem(f"{param.path}: {invalid}", invalid.at or at))
 
@@ -249,11 +256,18 @@ class Space:
         if isinstance(param, Choice):
             if not param.values:
                 raise _Invalid("a choice needs at least one value", f"{at}.values")
-            labels, values = [], []
+            labels, values, failed = [], [], False
             for index, raw in enumerate(param.values):
-                values.append(self._prepare(field, field_type, raw, f"{at}.values[{index}]"))
+                try:  # every bad value is reported
+                    values.append(self._prepare(field, field_type, raw,
+                                                f"{at}.values[{index}]"))
+                except _Invalid as invalid:
+                    problems.append(Problem(f"{param.path}: {invalid}", invalid.at or at))
+                    failed = True
                 labels.append(raw if isinstance(raw, _PRIMITIVE) else
                               json.dumps(raw, sort_keys=True))
+            if failed:
+                raise _Reported
             if len(set(map(_hashable, labels))) != len(labels):
                 raise _Invalid("a choice lists the same value twice", f"{at}.values")
             return _Node("choice", self._key(param.path), param.path, tuple(labels),
@@ -266,9 +280,20 @@ class Space:
         integer = isinstance(param, IntRange) and not (
             _accepts(target, float) and not _accepts(target, int))  # whole bounds, real field
         if integer and not _accepts(target, int):
-            raise _Invalid(f"an integer range for a field of type {_type_name(target)}", at)
+            raise _Invalid(f"a range needs a numeric field; this one holds "
+                           f"{_type_name(target)}", at)
         if not integer and not _accepts(target, float):
-            raise _Invalid(f"a real range for a field of type {_type_name(target)}", at)
+            if not _accepts(target, int):
+                raise _Invalid(f"a range needs a numeric field; this one holds "
+                               f"{_type_name(target)}", at)
+            for name in ("low", "high", "step"):  # an integer field: whole bounds
+                value = getattr(param, name)
+                if value is not None and not float(value).is_integer():
+                    raise _Invalid(f"{name} must be an integer (the field holds integers); "
+                                   f"got {value!r}", f"{at}.{name}")
+            param = IntRange(path=param.path, low=int(param.low), high=int(param.high),
+                             step=int(param.step or 1), log=param.log)
+            integer = True
         kind = int if integer else (int | float)
         for name in ("low", "high"):
             value = getattr(param, name)
@@ -300,8 +325,7 @@ class Space:
         field_type: Any = None
         done: list[str] = []
         for segment in path.split("."):
-            found = [(cls, _fields(cls).get(segment)) for cls in classes]
-            found = [(cls, f) for cls, f in found if f is not None]
+            found = [(cls, f) for cls in classes if (f := _fields(cls).get(segment)) is not None]
             if not found:
                 names = sorted({n for cls in classes for n in _fields(cls)})
                 where = ".".join(done) or "the spec"
@@ -422,7 +446,7 @@ class Space:
                 node = child
             node[parts[-1]] = _Set(value)  # replacing a part drops earlier changes below
         try:
-            spec = _apply(self.base, tree, [])
+            spec = self._apply(self.base, tree, [])
         except _Invalid as invalid:
             raise SpecError([Problem(str(invalid), invalid.at or "$")]) from None
         from assembly.spec.validate import check_spec
@@ -432,6 +456,31 @@ class Space:
             raise SpecError(problems)
         return spec
 
+    def _apply(self, obj: Any, changes: dict[str, Any], done: list[str]) -> Any:
+        """``obj`` with the change tree applied: one ``attrs.evolve`` per changed object."""
+        if obj is None:
+            where = ".".join(done)
+            raise _Invalid(f"{where} is off (None) in this spec, so "
+                           f"{where}.{next(iter(changes))} cannot be set; put the parameter "
+                           f"in a [[when]] block on {where}", f"$.{where}")
+        updates = {}
+        for name, change in changes.items():
+            if not hasattr(obj, name) or not attrs.has(type(obj)):
+                where = ".".join(done) or "the spec"
+                raise _Invalid(f"{where} ({type(obj).__name__}) has no field {name!r}",
+                               "$." + ".".join([*done, name]))
+            if isinstance(change, _Set):
+                value = change.value
+                if change.below:
+                    value = self._apply(value, change.below, [*done, name])
+            else:
+                value = self._apply(getattr(obj, name), change, [*done, name])
+            updates[name] = value
+        try:
+            return attrs.evolve(obj, **updates)
+        except (ValueError, TypeError) as error:
+            raise _Invalid(str(error), "$." + ".".join(done)) from None
+
     def specs(self, count: int | None = None, *, seed: int | None = None,
               max_parameters: int | None = None, min_parameters: int | None = None,
               unique: bool = True, skip_invalid: bool = True, tries: int | None = None
@@ -440,8 +489,7 @@ class Space:
         (``unique``: equal specs count once), planned without torch and kept only within
         ``[min_parameters, max_parameters]``. Invalid combinations are skipped (or raise,
         with ``skip_invalid=False``). Stops after ``tries`` draws (default: 100·count)."""
-        from assembly.plan import plan_model
-
+        plan_model = self.plans
         drawer = RandomDrawer(seed)
         seen: set[Spec] = set()
         made = 0
@@ -452,9 +500,10 @@ class Space:
             try:
                 spec = self.build(self.draw(drawer))
                 if unique:
-                    if spec in seen:
+                    before = len(seen)
+                    seen.add(spec)  # one hash of the whole spec
+                    if len(seen) == before:
                         continue
-                    seen.add(spec)
                 plan = plan_model(spec, self.registry)
             except SpecError:
                 if not skip_invalid:
@@ -476,36 +525,74 @@ class _Set:
     below: dict[str, Any] | None = None
 
 
+_MEMORY = 100_000
+"""How many plans a :class:`PlanCache` remembers before it starts afresh."""
+
+
+class _Key:
+    """A tuple key whose hash is computed once (dictionary look-up and insertion)."""
+
+    __slots__ = ("hash", "parts")
+
+    def __init__(self, parts: tuple[Any, ...]) -> None:
+        self.parts = parts
+        self.hash = hash(parts)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and self.hash == other.hash and self.parts == other.parts
+
+
+class PlanCache:
+    """:func:`~assembly.plan.plan_model` by model architecture.
+
+    ``plan_model`` reads only the model's fields (mode, depth, sides, encoder, bridge,
+    decoder, output, continuous, data for the vocabulary sizes), so specs that differ in
+    ``name``, ``training``, ``sampler``, ``placement`` or ``regularizers`` share one plan
+    (returned with its ``spec`` set to the spec asked about). Errors are remembered too."""
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+        self._plans: dict[Any, Any] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(spec: Spec) -> tuple[Any, ...]:
+        return (spec.mode, spec.depth, spec.source, spec.target, spec.continuous,
+                spec.encoder, spec.bridge, spec.decoder, spec.output, spec.data)
+
+    def __call__(self, spec: Spec, registry: Any = None) -> Any:
+        from assembly.plan import plan_model
+
+        key = _Key(self.key(spec))
+        found = self._plans.get(key)
+        if found is None:
+            self.misses += 1
+            try:
+                found = plan_model(spec, self.registry)
+            except SpecError as error:
+                found = error
+            if len(self._plans) > _MEMORY:
+                self._plans.clear()
+            self._plans[key] = found
+        else:
+            self.hits += 1
+        if isinstance(found, SpecError):
+            raise found
+        return found if found.spec is spec else attrs.evolve(found, spec=spec)
+
+
+class _Reported(Exception):
+    """A parameter whose problems are already listed."""
+
+
 class _Invalid(Exception):
     def __init__(self, message: str, at: str | None = None) -> None:
         super().__init__(message)
         self.at = at
-
-
-def _apply(obj: Any, changes: dict[str, Any], done: list[str]) -> Any:
-    """``obj`` with the change tree applied: one ``attrs.evolve`` per changed object."""
-    if obj is None:
-        where = ".".join(done)
-        raise _Invalid(f"{where} is off (None) in this spec, so "
-                       f"{where}.{next(iter(changes))} cannot be set; put the parameter in "
-                       f"a [[when]] block on {where}", f"$.{where}")
-    updates = {}
-    for name, change in changes.items():
-        if not hasattr(obj, name) or not attrs.has(type(obj)):
-            where = ".".join(done) or "the spec"
-            raise _Invalid(f"{where} ({type(obj).__name__}) has no field {name!r}",
-                           "$." + ".".join([*done, name]))
-        if isinstance(change, _Set):
-            value = change.value
-            if change.below:
-                value = _apply(value, change.below, [*done, name])
-        else:
-            value = _apply(getattr(obj, name), change, [*done, name])
-        updates[name] = value
-    try:
-        return attrs.evolve(obj, **updates)
-    except (ValueError, TypeError) as error:
-        raise _Invalid(str(error), "$." + ".".join(done)) from None
 
 
 def _fields(cls: type) -> dict[str, attrs.Attribute]:
@@ -553,7 +640,7 @@ def _hashable(label: Any) -> Any:
     return (type(label).__name__, label)
 
 
-def _message(error: BaseException) -> str:
+def _message(error: Exception) -> str:
     from assembly.spec.convert import problems_from
 
     try:
@@ -578,9 +665,13 @@ def space_from_dict(data: dict[str, Any], base: Spec, registry: Any = None, *,
     is reported at once, at its place in the file (``$.when[0].choice[1].values``)."""
     problems: list[Problem] = []
     params, where = _level(data, "$", problems, top=True)
+    try:
+        space = Space(base, params, registry, source=source, _where=where)
+    except SpecError as error:  # the well-formed entries' problems, with the others
+        raise SpecError(problems + error.problems, source) from None
     if problems:
         raise SpecError(problems, source)
-    return Space(base, params, registry, source=source, _where=where)
+    return space
 
 
 def _level(data: Any, at: str, problems: list[Problem], top: bool = False
