@@ -565,8 +565,9 @@ def spec_strategy(registry: Registry | None = None, *, cells: Sequence[str] = ("
 
     Depths 1–``max_depth`` per side (drawn separately), per-layer hidden sizes, any
     ``cells`` (their spec defaults, ``bias`` drawn), bidirectional / merge, bridges, inner
-    sync, peek modes, attention (every score, position, query, input feeding), outputs
-    (linear / maxout / tied), token and continuous modes. Every spec drawn passes
+    sync, dropout (embeddings, between layers, attentional vector), peek modes,
+    attention (every score, position, query, input feeding), outputs (linear / maxout /
+    tied), token and continuous modes. Every spec drawn passes
     :func:`~assembly.spec.validate.check_spec` and plans. Needs ``hypothesis``."""
     from hypothesis import strategies as st
 
@@ -604,6 +605,7 @@ def spec_strategy(registry: Registry | None = None, *, cells: Sequence[str] = ("
         depth: int | tuple[int, int] = (encoder_depth if encoder_depth == decoder_depth
                                         and draw(st.booleans())
                                         else (encoder_depth, decoder_depth))
+        dropout = st.sampled_from((0.0, 0.0, 0.1, 0.5))
         attention = None
         if draw(st.booleans()):
             position = draw(st.sampled_from(("after", "before")))
@@ -612,7 +614,8 @@ def spec_strategy(registry: Registry | None = None, *, cells: Sequence[str] = ("
                 size=draw(st.none() | st.integers(1, max_hidden)),
                 query=draw(st.sampled_from(("top", "all"))),
                 position=position,
-                input_feeding=position == "after" and draw(st.booleans()))
+                input_feeding=position == "after" and draw(st.booleans()),
+                dropout=draw(dropout))
         peek = None
         if draw(st.integers(0, 2)) == 0:
             peek = PeekSpec(mode=draw(st.sampled_from(("concat", "add", "projected-add"))))
@@ -634,7 +637,7 @@ def spec_strategy(registry: Registry | None = None, *, cells: Sequence[str] = ("
                 output_length=draw(st.none() | st.integers(1, 6)),
                 loss=draw(st.sampled_from(("mse", "l1", "huber"))))
         side = st.builds(TokenSideSpec, vocab_size=st.integers(5, 13),
-                         embedding=st.integers(1, max_hidden))
+                         embedding=st.integers(1, max_hidden), dropout=dropout)
         spec = Spec(
             name=draw(st.text("abcdefgh-_ 0123", min_size=1, max_size=8)),
             mode=mode,
@@ -642,9 +645,11 @@ def spec_strategy(registry: Registry | None = None, *, cells: Sequence[str] = ("
             source=draw(side), target=draw(side), continuous=continuous,
             encoder=EncoderSpec(cell=draw(cell()), hidden=hidden(draw, encoder_depth),
                                 bidirectional=draw(st.booleans()),
-                                merge=draw(st.sampled_from(("concat", "sum")))),
+                                merge=draw(st.sampled_from(("concat", "sum"))),
+                                dropout=draw(dropout)),
             bridge=BridgeSpec(type=bridge),
             decoder=DecoderSpec(cell=draw(cell()), hidden=hidden(draw, decoder_depth),
+                                dropout=draw(dropout),
                                 broadcast_state=broadcast, inner_sync=draw(st.booleans()),
                                 feed_previous=feed_previous, peek=peek, attention=attention),
             output=output,

@@ -152,7 +152,11 @@ def test_step_api_matches_teacher_forcing(spec: Spec) -> None:
 def test_backward_reaches_every_parameter_that_is_used(spec: Spec) -> None:
     plan, model = _build(spec)
     batch = random_batch(plan, batch=4, source_steps=5, target_steps=5, seed=3)
-    model.train()
+    model.train()  # dropout on: the shapes hold, the loss is finite
+    out = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    assert out.predictions.shape == (4, batch.target.shape[1], plan.classes)
+    assert bool(torch.isfinite(model.loss(out, batch.target)[0]))
+    model.eval()  # dropout off, so that no gradient is zeroed by chance
     out = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
     total, _count = model.loss(out, batch.target)
     generator = torch.Generator().manual_seed(0)
