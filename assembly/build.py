@@ -57,7 +57,7 @@ def build_model(spec: Spec | Plan, registry: Any = None, *, seed: int | None = N
     broadcast = decoder_spec.broadcast_state and spec.bridge.type != "zero"
     bridge = Bridge(spec.bridge.type if broadcast else "zero",
                     [layer.state_sizes for layer in plan.encoder],
-                    [layer.state_sizes for layer in plan.decoder])
+                    [layer.state_sizes for layer in plan.decoder], decoder_spec.inner_sync)
 
     peek = decoder_spec.peek
     peek_map = None

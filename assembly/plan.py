@@ -200,7 +200,7 @@ def plan_model(spec: Spec, registry: Any = None) -> Plan:
     bridge_kind = spec.bridge.type if broadcast else "zero"
     bridge_rows = []
     for index, layer in enumerate(decoder):
-        source = bridge_source(bridge_kind, index, len(encoder))
+        source = bridge_source(bridge_kind, index, len(encoder), decoder_spec.inner_sync)
         if source is None:
             continue
         enc_states = encoder[source].state_sizes

@@ -79,7 +79,7 @@ class Registry:
             record_type, spec_base = KINDS[kind]
             caller = getattr(self.manager.hook, hook_name)
             # Registration order: built-ins first, then entry points, then injected objects.
-            for impl in reversed(caller.get_hookimpls()):
+            for impl in caller.get_hookimpls():
                 source = impl.plugin_name
                 try:
                     records = impl.function()

@@ -168,11 +168,6 @@ def test_odd_inputs(text: str, fmt: str) -> None:
     load_or_spec_error(text, fmt)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: assembly/spec/io.py parse_text catches only TOMLDecodeError/JSONDecodeError; "
-    "deeply nested text makes json.loads/tomllib raise RecursionError, which escapes "
-    "loads_spec (the CLI prints a traceback); catch RecursionError there and report "
-    "'invalid JSON/TOML: nested too deeply' as a SpecError"))
 @pytest.mark.parametrize(("text", "fmt"), [("[" * 100_000, "json"),
                                            ('{"a":' * 5000 + "1" + "}" * 5000, "json"),
                                            ("x = " + "[" * 100_000, "toml")])

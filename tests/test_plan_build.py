@@ -232,13 +232,6 @@ def test_a_large_model_builds_on_the_meta_device() -> None:
     assert {p.device.type for p in model.parameters()} == {"meta"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug (dead parameters): with decoder.inner_sync, decoder layer k > 0's initial "
-    "state is overwritten by layer k-1's new state before it is read (assembly/nn/decoder.py "
-    "Decoder.step), so the bridge maps planned for layers k > 0 (assembly/plan.py bridge rows, "
-    "assembly/nn/bridge.py Bridge) are built, counted and never trained; specs/broadcast.toml "
-    "has 6,240 such parameters. Fix: under inner_sync give bridge_source() None for k > 0 "
-    "(unless attention 'before' queries that layer's initial state at step 0)"))
 def test_inner_sync_builds_no_dead_bridge_maps() -> None:
     plan = _plan(depth=3, decoder__inner_sync=True, decoder__hidden=(8, 6, 6))
     model = build_model(plan, REGISTRY, seed=0)

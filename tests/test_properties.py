@@ -39,10 +39,8 @@ def dead_parameters(spec: Spec, plan: Plan) -> set[str]:
     - Without attention or peek, the decoder reads the encoder only through the bridge:
       encoder layers above the highest one the bridge reads are unused (all of them, and
       the source embedding, with the zero bridge).
-    - With inner sync, decoder layer k > 0's initial state is replaced by layer k−1's new
-      state before it is used, so its bridge map is unused, except the hidden-state part
-      where attention ``before`` queries the initial state at step 0 (the top layer's, or
-      every layer's with query ``all``).
+    - With inner sync only decoder layer 0 has a bridge source, the encoder's top layer
+      (the layers above start every step from their lower neighbour's new state).
     """
     decoder = spec.decoder
     attention = decoder.attention
@@ -50,19 +48,10 @@ def dead_parameters(spec: Spec, plan: Plan) -> set[str]:
     broadcast = decoder.broadcast_state and spec.bridge.type != "zero"
     kind = spec.bridge.type if broadcast else "zero"
     dead: set[str] = set()
-    last = len(plan.decoder) - 1
     for index in range(len(plan.decoder)):
-        source = bridge_source(kind, index, len(plan.encoder))
-        if source is None:
-            continue
-        if decoder.inner_sync and index > 0:
-            queried = (attention is not None and attention.position == "before"
-                       and (attention.query == "all" or index == last))
-            if not queried:
-                dead.add(f"bridge.maps.{index}.")
-                continue
-            dead.update(f"bridge.maps.{index}.{c}." for c in range(1, 4))
-        top_encoder_used = max(top_encoder_used, source)
+        source = bridge_source(kind, index, len(plan.encoder), decoder.inner_sync)
+        if source is not None:
+            top_encoder_used = max(top_encoder_used, source)
     dead.update(f"encoder.layers.{k}." for k in range(top_encoder_used + 1, len(plan.encoder)))
     if top_encoder_used < 0:
         dead.add("source_embedding.")

@@ -210,14 +210,12 @@ REGISTRATION_ORDER_BUG = (
     "caller.get_hookimpls() without reversed()")
 
 
-@pytest.mark.xfail(strict=True, reason=REGISTRATION_ORDER_BUG)
 def test_the_first_registered_plugin_wins_a_duplicate() -> None:
     registry = make_registry(plugins=_twins(), entrypoints=False, strict=False)
     assert registry.source_of("cell", "twin") == "PluginA"
     assert registry.failures[0].name == "PluginB"
 
 
-@pytest.mark.xfail(strict=True, reason=REGISTRATION_ORDER_BUG)
 def test_a_plugin_cannot_take_over_a_builtin_name() -> None:
     clash = CellPlugin(name="lstm", spec=TwinSpec, build=build_tiny, parameters=tiny_parameters)
     registry = make_registry(plugins=[_cell_plugin("Clash", clash)], entrypoints=False)

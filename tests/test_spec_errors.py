@@ -210,11 +210,6 @@ def test_a_model_that_cannot_be_sized_says_which_vocabulary_is_missing() -> None
     assert "source vocab_size is needed" in caught.value.problems[0].message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: assembly/spec/convert.py _structure_sizes raises a plain SpecValueError for "
-    "a bad list item, so the path stops at the list ($.depth) instead of naming the item "
-    "($.depth[1]); raise an IterableValidationError with IterableValidationNote per item as "
-    "structure_tuple does"))
 def test_a_bad_item_in_a_size_list_has_its_index() -> None:
     _message, path = one_problem('depth = [1, "a"]\n')
     assert path == "$.depth[1]"

@@ -201,10 +201,6 @@ def test_none_round_trips_where_a_missing_key_means_none(field: str) -> None:
         assert loads_spec(dumps_spec(spec, fmt, REGISTRY), fmt, REGISTRY) == spec
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: assembly/spec/convert.py _strict_float accepts nan and inf (TOML nan/inf, "
-    "JSON NaN/Infinity); such a spec is not equal to itself after a round trip and "
-    "spec_hash raises ValueError (json.dumps allow_nan=False)"))
 @pytest.mark.parametrize("text", ["[training]\nclip = nan\n", "[training.optimizer]\nlr = inf\n",
                                   "[encoder.cell]\ntype = 'lstm'\nforget_bias = -inf\n"])
 def test_non_finite_numbers_are_rejected(text: str) -> None:

@@ -20,11 +20,11 @@ class Bridge(nn.Module):
     """
 
     def __init__(self, kind: str, encoder_states: list[tuple[int, ...]],
-                 decoder_states: list[tuple[int, ...]]) -> None:
+                 decoder_states: list[tuple[int, ...]], inner_sync: bool = False) -> None:
         super().__init__()
         self.kind = kind
         self.decoder_states = decoder_states
-        self.sources = [bridge_source(kind, i, len(encoder_states))
+        self.sources = [bridge_source(kind, i, len(encoder_states), inner_sync)
                         for i in range(len(decoder_states))]
         maps = []
         for sizes, source in zip(decoder_states, self.sources, strict=True):

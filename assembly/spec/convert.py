@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from typing import Any
@@ -41,6 +42,8 @@ def _strict_int(value: Any, _type: Any) -> int:
 def _strict_float(value: Any, _type: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SpecValueError(f"expected a number, got {_describe(value)}")
+    if not math.isfinite(value):
+        raise SpecValueError(f"expected a finite number, got {value!r}")
     return float(value)
 
 
@@ -74,12 +77,6 @@ def _is_sizes(tp: Any) -> bool:
     return tp == (int | tuple[int, ...])
 
 
-def _structure_sizes(value: Any, _type: Any) -> int | tuple[int, ...]:
-    if isinstance(value, list | tuple):
-        return tuple(_strict_int(v, int) for v in value)
-    return _strict_int(value, int)
-
-
 def _is_union_with_none(tp: Any) -> bool:
     origin = typing.get_origin(tp)
     return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
@@ -92,7 +89,6 @@ def make_converter(registry: Any) -> cattrs.Converter:
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(bool, _strict_bool)
-    converter.register_structure_hook_func(_is_sizes, _structure_sizes)
 
     def structure_optional(value: Any, tp: Any) -> Any:
         if value is None:
@@ -131,6 +127,13 @@ def make_converter(registry: Any) -> cattrs.Converter:
     converter.register_structure_hook_func(
         lambda tp: typing.get_origin(tp) is tuple, structure_tuple
     )
+
+    def structure_sizes(value: Any, _type: Any) -> int | tuple[int, ...]:
+        if isinstance(value, list | tuple):  # each bad item reported with its index
+            return structure_tuple(value, tuple[int, ...])
+        return _strict_int(value, int)
+
+    converter.register_structure_hook_func(_is_sizes, structure_sizes)
 
     def is_spec_class(tp: Any) -> bool:
         return isinstance(tp, type) and attrs.has(tp)

@@ -31,6 +31,8 @@ def parse_text(text: str, fmt: str) -> dict[str, Any]:
     """Parse TOML or JSON text into a table; a syntax error becomes a SpecError."""
     try:
         data = tomllib.loads(text) if fmt == "toml" else json.loads(text)
+    except RecursionError:
+        raise SpecError([Problem(f"invalid {fmt.upper()}: nested too deeply")]) from None
     except tomllib.TOMLDecodeError as error:
         raise SpecError([Problem(f"invalid TOML: {error}")]) from None
     except json.JSONDecodeError as error:
