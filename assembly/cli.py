@@ -170,7 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc and args.nproc > 1:
         from assembly.distributed import launch
 
-        return launch(sys.argv[1:], args.nproc)
+        return launch(args.argv, args.nproc)
     from assembly.distributed import maybe_init_process_group
     from assembly.spec import load_spec
     from assembly.train.trainer import Trainer
@@ -390,6 +390,9 @@ def parser() -> argparse.ArgumentParser:
         else:
             command.add_argument("--data", nargs="+", help="data files in the run's format")
         command.set_defaults(handler=handler)
+    from assembly.search.cli import add_parser as add_search_parser
+
+    add_search_parser(sub)
     return main
 
 
@@ -398,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     main_parser = parser()
     args, unknown = main_parser.parse_known_args(arguments)
     args.options = unknown
+    args.argv = arguments
     if unknown and args.command not in ("generate", "evaluate"):
         main_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:

@@ -40,7 +40,8 @@ class Bridge(nn.Module):
                                              strict=True):
             mapped = []
             if source is not None:
-                mapped = [m(s) for m, s in zip(layer_maps, encoder_states[source], strict=False)]
+                mapped = [m(s.to(like.device))  # encoder layers may sit on other devices
+                          for m, s in zip(layer_maps, encoder_states[source], strict=False)]
                 if self.kind == "linear-tanh":
                     mapped = [torch.tanh(t) for t in mapped]
             zeros = [like.new_zeros(batch, size) for size in sizes[len(mapped):]]

@@ -51,8 +51,11 @@ class DecoderState:
     feed: Tensor | None = None
 
     def select(self, index: Tensor) -> DecoderState:
-        return DecoderState([tuple(t.index_select(0, index) for t in s) for s in self.layers],
-                            None if self.feed is None else self.feed.index_select(0, index))
+        def rows(t: Tensor) -> Tensor:
+            return t.index_select(0, index.to(t.device))  # states may sit on several devices
+
+        return DecoderState([tuple(rows(t) for t in s) for s in self.layers],
+                            None if self.feed is None else rows(self.feed))
 
     def map(self, fn: object) -> DecoderState:
         """Apply ``fn`` to every tensor (e.g. an average over past states)."""
@@ -105,19 +108,21 @@ class Decoder(nn.Module):
             summary = self.peek_map(summary)
         return Memory(values, keys, mask, summary, source_lengths)
 
-    def _query(self, layers: list[State]) -> Tensor:
+    def _query(self, layers: list[State], device: torch.device) -> Tensor:
         if self.query == "all":
-            return torch.cat([s[0] for s in layers], dim=-1)
-        return layers[-1][0]
+            return torch.cat([s[0].to(device) for s in layers], dim=-1)
+        return layers[-1][0].to(device)
 
     def _attend(self, layers: list[State], memory: Memory) -> tuple[Tensor, Tensor]:
         assert self.attention is not None
-        return self.attention(self._query(layers), memory.keys, memory.values, memory.mask)
+        query = self._query(layers, memory.values.device)
+        return self.attention(query, memory.keys, memory.values, memory.mask)
 
     def _input(self, previous: Tensor | None, memory: Memory,
                extra: list[Tensor]) -> Tensor:
         parts = []
         if previous is not None:
+            previous = previous.to(memory.values.device)
             if self.peek_mode in ("add", "projected-add"):
                 previous = previous + memory.summary
             parts.append(previous)
@@ -139,18 +144,21 @@ class Decoder(nn.Module):
         x = self._input(previous, memory, extra)  # (B, I)
         new_layers: list[State] = []
         outputs: list[Tensor] = []
-        last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
             layer_state = state.layers[index]
             if self.sync_maps is not None and index > 0:
                 shared = [m(s) for m, s in zip(self.sync_maps[index - 1], new_layers[-1],
                                                strict=False)]
                 layer_state = tuple(shared) + tuple(layer_state[len(shared):])
-            x = x.to(device_of(layer) or x.device)
+            device = device_of(layer) or x.device
+            x = x.to(device)
+            if index > 0:
+                x = self.dropout(x)  # between layers, on the receiving layer's device
+            layer_state = tuple(t.to(device) for t in layer_state)
             out, layer_state = layer.step(x, layer_state)
             new_layers.append(layer_state)
             outputs.append(out)
-            x = self.dropout(out) if index < last else out
+            x = out
         top = x.to(memory.values.device)
         feed = None
         if self.attention is None:
@@ -175,22 +183,26 @@ class Decoder(nn.Module):
         summary = memory.summary.unsqueeze(1).expand(batch, steps, -1)
         parts = []
         if inputs is not None:
+            inputs = inputs.to(memory.values.device)
             parts.append(inputs + summary if self.peek_mode in ("add", "projected-add")
                          else inputs)
         if self.peek_mode == "concat":
             parts.append(summary)
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # (B, T, I)
         layer_outputs = []
-        last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            x = x.to(device_of(layer) or x.device)
-            out, _ = layer(x, lengths, state.layers[index])
+            device = device_of(layer) or x.device
+            x = x.to(device)
+            if index > 0:
+                x = self.dropout(x)  # between layers, on the receiving layer's device
+            out, _ = layer(x, lengths, tuple(t.to(device) for t in state.layers[index]))
             layer_outputs.append(out)
-            x = self.dropout(out) if index < last else out
+            x = out
         top = x.to(memory.values.device)  # (B, T, O)
         if self.attention is None:
             return top, None, top, layer_outputs
-        queries = torch.cat(layer_outputs, dim=-1) if self.query == "all" else top
+        queries = (torch.cat([o.to(top.device) for o in layer_outputs], dim=-1)
+                   if self.query == "all" else top)
         context, weights = self.attention.forward_all(queries, memory.keys, memory.values,
                                                       memory.mask)
         features = self.attention_dropout(

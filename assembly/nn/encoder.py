@@ -44,9 +44,9 @@ class Encoder(nn.Module):
         layer_outputs: list[Tensor] = []
         summary = x
         for index, layer in enumerate(self.layers):
-            if index > 0:
-                x = self.dropout(x)
             x = x.to(device_of(layer) or x.device)
+            if index > 0:
+                x = self.dropout(x)  # on the layer's own device
             if isinstance(layer, BidirectionalLayer):
                 x, state, summary = layer(x, lengths)
             else:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from assembly.data.vocab import BOS_ID, PAD_ID
 from assembly.nn.bridge import Bridge
 from assembly.nn.decoder import Decoder, DecoderState, Memory
-from assembly.nn.encoder import Encoder, EncoderOutput
+from assembly.nn.encoder import Encoder, EncoderOutput, device_of
 
 
 @attrs.define
@@ -79,13 +79,27 @@ class Seq2Seq(nn.Module):
         """source (B, S) ids or (B, S, D) vectors → decoder memory and encoder outputs."""
         x = self.source_embedding(source) if self.source_embedding is not None else source
         encoded = self.encoder(self.source_dropout(x), source_lengths)
-        memory = self.decoder.prepare(encoded.outputs, encoded.mask, encoded.summary,
-                                      source_lengths)
+        device = self.output_device(encoded.outputs.device)
+        memory = self.decoder.prepare(encoded.outputs.to(device), encoded.mask.to(device),
+                                      encoded.summary.to(device), source_lengths)
         return memory, encoded
+
+    def output_device(self, fallback: torch.device) -> torch.device:
+        """Where attention, the bridge, the output layer and the loss run: the output
+        layer's device (its tied embedding's where it has no parameters of its own), else
+        ``fallback``."""
+        for module in (self.output, self.target_embedding):
+            device = device_of(module) if module is not None else None
+            if device is not None:
+                return device  # type: ignore[return-value]
+        return fallback
 
     def start(self, memory: Memory, encoded: EncoderOutput) -> DecoderState:
         """The decoder's initial state from the bridge."""
         layers = self.bridge(encoded.states, memory.values)
+        # every decoder layer's state lives on that layer's device
+        layers = [tuple(t.to(device_of(layer) or t.device) for t in state)
+                  for layer, state in zip(self.decoder.layers, layers, strict=True)]
         feed = None
         if self.decoder.input_feeding:
             feed = memory.values.new_zeros(memory.values.shape[0],
@@ -97,7 +111,8 @@ class Seq2Seq(nn.Module):
         if not self.decoder.feed_previous:
             return None
         if self.token_mode:
-            return self.target_dropout(self.target_embedding(previous))
+            ids = previous.to(self.target_embedding.weight.device)
+            return self.target_dropout(self.target_embedding(ids))
         return previous
 
     def first_input(self, batch: int, like: Tensor) -> Tensor:
@@ -107,7 +122,7 @@ class Seq2Seq(nn.Module):
         return like.new_zeros(batch, self.output_size)
 
     def _predict(self, features: Tensor, fed: Tensor | None) -> Tensor:
-        return self.output(features, fed)
+        return self.output(features, None if fed is None else fed.to(features.device))
 
     def step(self, previous: Tensor, state: DecoderState, memory: Memory) -> StepResult:
         """One decoding step for every row: previous (B,) ids or (B, D) vectors."""
@@ -129,10 +144,11 @@ class Seq2Seq(nn.Module):
         memory, encoded = self.encode(source, source_lengths)
         state = self.start(memory, encoded)
         batch, steps = target.shape[0], target.shape[1]
-        first = self.first_input(batch, memory.values)
+        first = self.first_input(batch, target)
         previous = torch.cat([first.unsqueeze(1), target[:, :-1]], dim=1)  # shifted by one
-        mask = target_lengths.to(target.device)[:, None] > torch.arange(
-            steps, device=target.device)[None, :]  # (B, T)
+        device = memory.values.device  # where predictions and the loss are
+        mask = target_lengths.to(device)[:, None] > torch.arange(
+            steps, device=device)[None, :]  # (B, T)
         if self.decoder.parallel and sampling_probability == 0.0:
             fed = self.embed_previous(previous)  # (B, T, Y)
             features, attention, top, layers = self.decoder.forward_parallel(
@@ -187,7 +203,7 @@ class Seq2Seq(nn.Module):
         if self.token_mode:
             own = self.embed_previous(prediction.detach().argmax(dim=-1))
         else:
-            own = prediction.detach()
+            own = prediction.detach().to(teacher.device)
         return torch.where(use_own[:, None], own, teacher)
 
     def loss(self, outputs: ForwardOutputs, target: Tensor,
@@ -198,6 +214,7 @@ class Seq2Seq(nn.Module):
         Continuous: the spec's regression loss summed over dimensions, plus the stop
         head's binary cross-entropy when present."""
         mask = outputs.mask
+        target = target.to(outputs.predictions.device)
         count = mask.sum()
         if self.token_mode:
             logits = outputs.predictions.reshape(-1, outputs.predictions.shape[-1])

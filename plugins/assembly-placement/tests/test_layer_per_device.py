@@ -4,9 +4,8 @@ on one device.
 
 Several devices are simulated on the CPU with :mod:`assembly_placement.virtual`: the
 placement names ``meta:0`` ... ``meta:3`` and every operation checks its operands' devices
-as an accelerator would, while computing real values. Tests that cross device boundaries
-the current core does not yet handle are expected to fail with ``DeviceMismatch`` (see
-``CORE_FIXES``); they pass once the core moves states and activations itself.
+as an accelerator would, while computing real values; the core moves states, memory and
+fed inputs to each layer's device itself.
 """
 
 from __future__ import annotations
@@ -24,17 +23,12 @@ from assembly.spec import dumps_spec, loads_spec
 from placement_testlib import VARIANTS, model_toml, token_batch
 
 from assembly_placement import LayerPerDeviceSpec, assign
-from assembly_placement.virtual import DeviceMismatch, real, virtual_devices
+from assembly_placement.virtual import real, virtual_devices
 
 SPREAD = LayerPerDeviceSpec(default="meta:0", embeddings="cpu", encoder=("meta:0", "meta:1"),
                             decoder=("meta:1", "meta:2", "meta:0"), output="meta:3")
 """Embeddings on the CPU, the other parts over four simulated accelerators."""
 
-CORE_FIXES = ("the core does not yet move decoder states, bridge inputs, memory and fed "
-              "inputs between devices (see plugins/assembly-placement/README.md, "
-              "'Core support')")
-needs_core_support = pytest.mark.xfail(raises=DeviceMismatch, strict=False,
-                                       reason=CORE_FIXES)
 
 
 def _spec(registry: Any, variant: str, placement: LayerPerDeviceSpec | None = None) -> Any:
@@ -168,7 +162,6 @@ def _train_and_decode(registry: Any, spec: Any, placed: bool,
             "greedy": hypotheses.tokens}
 
 
-@needs_core_support
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_spread_model_trains_and_decodes_like_one_device(registry: Any, variant: str) -> None:
     single = _train_and_decode(registry, _spec(registry, variant), placed=False)
@@ -182,7 +175,6 @@ def test_spread_model_trains_and_decodes_like_one_device(registry: Any, variant:
                                    msg=name)
 
 
-@needs_core_support
 def test_scheduled_sampling_and_dropout_cross_devices(registry: Any) -> None:
     spec = _spec(registry, "input-feeding-query-all", SPREAD)
     spec = attrs.evolve(spec, encoder=attrs.evolve(spec.encoder, dropout=0.3),
@@ -192,7 +184,6 @@ def test_scheduled_sampling_and_dropout_cross_devices(registry: Any) -> None:
     assert result["grads"]
 
 
-@needs_core_support
 def test_samplers_of_the_samplers_plugin_cross_devices(registry: Any) -> None:
     samplers = pytest.importorskip("assembly_samplers")
     from assembly.registry import make_registry
@@ -217,7 +208,6 @@ def test_samplers_of_the_samplers_plugin_cross_devices(registry: Any) -> None:
     assert found == expected
 
 
-@needs_core_support
 def test_trainer_runs_a_spread_model(registry: Any, tmp_path: Path) -> None:
     from assembly.train.trainer import Trainer
 
