@@ -22,11 +22,23 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from assembly.data.errors import DataError
 from assembly.data.tokenize import Tokenizer, get_tokenizer
+
+
+class _LazyNumpy:
+    """numpy, imported on first use: planning specs and reading text data never pay for it
+    (``assemble check`` must stay fast)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import numpy
+
+        return getattr(numpy, name)
+
+
+np: Any = _LazyNumpy()
 
 __all__ = [
     "MAX_REPORTED",

@@ -6,21 +6,10 @@
   driven by Optuna (the optional extra ``search``), resumable from its storage;
 - :mod:`assembly.search.cli`: the ``assemble search`` command.
 
-Importing this package imports neither torch nor Optuna.
+Importing this package imports neither torch nor Optuna (nor the space module until used).
 """
 
-from assembly.search.space import (
-    Choice,
-    Drawer,
-    FloatRange,
-    IntRange,
-    Param,
-    RandomDrawer,
-    Space,
-    When,
-    load_space,
-    space_from_dict,
-)
+from typing import Any
 
 __all__ = [
     "Choice",
@@ -34,3 +23,13 @@ __all__ = [
     "load_space",
     "space_from_dict",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The space API, imported on first use (``assemble`` builds its parser with this
+    package's CLI module and must not pay for the space classes on every command)."""
+    if name in __all__:
+        from assembly.search import space
+
+        return getattr(space, name)
+    raise AttributeError(name)
