@@ -33,7 +33,7 @@ case "${1:-}" in
     "$PYTHON" -m assembly evaluate "$out"
     ;;
   test)
-    install dev
+    install dev,search
     "$PYTHON" -m pytest "${@:2}"
     ;;
   *)
