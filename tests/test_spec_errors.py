@@ -138,7 +138,7 @@ def test_bad_value_says_what_is_allowed(text: str, expected: str, path: str) -> 
 
 @pytest.mark.parametrize(("text", "expected", "path"), [
     ("depth = 2\n[encoder]\nhidden = [3, 4, 5]\n",
-     "3 hidden sizes given for a encoder of depth 2; give one size or exactly 2",
+     "3 hidden sizes given for the encoder of depth 2; give one size or exactly 2",
      "$.encoder.hidden"),
     ('[decoder.attention]\nposition = "before"\ninput_feeding = true\n',
      "input feeding feeds the attentional vector", "$.decoder.attention.input_feeding"),

@@ -16,7 +16,7 @@ def check_spec(spec: Spec, registry: Any = None) -> list[Problem]:
         if isinstance(hidden, tuple) and len(hidden) not in (1, depth):
             problems.append(
                 Problem(
-                    f"{len(hidden)} hidden sizes given for a {side} of depth {depth}; give one "
+                    f"{len(hidden)} hidden sizes given for the {side} of depth {depth}; give one "
                     "size "
                     f"or exactly {depth}",
                     f"$.{side}.hidden",
