@@ -1,0 +1,179 @@
+"""Ours vs OpenNMT-py 3.0.4 and JoeyNMT 2.3.0 on the same data and (nearly) the same model.
+
+Ours: assembly's Trainer on specs/reference.toml with its data pointed at the files the peer
+harness writes (``run_peers.write_data(folder, seed=1)``: 20,000 / 500 / 1,000 reverse
+pairs), ``max_updates`` 626, torch threads as the peers use (torch's default), then
+greedy and beam-5 decoding of the 1,000 test sentences at batch 500 through
+``assembly.decode.generate.generate`` (beam: the ``beam`` sampler of assembly-samplers,
+width 5), median of ``--repeats`` runs after one warm-up, and exact match on the test set.
+
+Training tokens/s = non-padding target tokens incl. EOS / training seconds, as the Trainer
+counts them (validation and checkpoints excluded; unlike the peers' figure, the start-up
+interval is not dropped, which can only lower ours).
+
+Peers: with ``--run-peers`` they are trained and decoded in this run (side by side) via
+``run_peers.run_peer``; otherwise the latest stored harness measurement is reused and the
+output says so (NOT side by side: other load, other time).
+
+    python benchmarks/compare_peers.py [--updates 626] [--repeats 3] [--run-peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from overhead import ROOT, SPEC_PATH, machine_info, write_json
+
+sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
+import run_peers
+
+STORED = [ROOT / "benchmarks" / "results" / "peers.json",
+          ROOT / "benchmarks" / "peers" / "work" / "second_run.json"]
+
+
+def train_ours(data: Path, run_dir: Path, updates: int) -> tuple[Any, Any]:
+    from assembly.spec import load_spec
+    from assembly.train.trainer import Trainer
+
+    spec = load_spec(SPEC_PATH)
+    data_spec = attrs.evolve(spec.data, task=None, format="parallel",
+                             train=(str(data / "train.src"), str(data / "train.tgt")),
+                             dev=(str(data / "dev.src"), str(data / "dev.tgt")),
+                             test=(str(data / "test.src"), str(data / "test.tgt")))
+    spec = attrs.evolve(spec, data=data_spec, training=attrs.evolve(
+        spec.training, max_updates=updates, epochs=100))
+    trainer = Trainer(spec, run_dir, progress=False, log=lambda line: None)
+    return trainer, trainer.fit()
+
+
+def decode_ours(run_dir: Path, sources: list[str], references: list[str], repeats: int
+                ) -> dict[str, Any]:
+    import assembly.plugin
+    from assembly.decode.generate import generate
+    from assembly.run import load_run
+
+    run = load_run(str(run_dir))
+    registry = run.registry if hasattr(run, "registry") else None
+    if registry is None:
+        from assembly.registry import make_registry
+
+        registry = make_registry()
+    samplers = {
+        "greedy": registry.converter.structure({"type": "greedy"}, assembly.plugin.SamplerSpec),
+        "beam5": registry.converter.structure({"type": "beam", "width": 5},
+                                              assembly.plugin.SamplerSpec),
+    }
+    out: dict[str, Any] = {}
+    for name, sampler in samplers.items():
+        generate(run, sources, sampler=sampler, batch_size=500)  # warm-up
+        runs, results = [], None
+        for _ in range(repeats):
+            begin = time.perf_counter()
+            results = generate(run, sources, sampler=sampler, batch_size=500)
+            runs.append(time.perf_counter() - begin)
+        assert results is not None
+        hyps = [" ".join(r.hypotheses[0]) for r in results]
+        seconds = statistics.median(runs)
+        out[f"{name}_sent_per_s"] = round(len(sources) / seconds, 1)
+        out[f"{name}_runs_s"] = [round(r, 4) for r in runs]
+        key = "exact_match" if name == "greedy" else "beam5_exact_match"
+        out[key] = round(run_peers.exact_match(hyps, references), 4)
+        if name == "greedy":
+            out["token_accuracy"] = round(run_peers.token_accuracy(hyps, references), 4)
+    return out
+
+
+def stored_peers() -> tuple[dict[str, Any], str]:
+    for path in STORED:
+        if path.exists():
+            rows = json.loads(path.read_text())
+            if all(rows.get(p, {}).get("updates") == 626 for p in run_peers.PEERS):
+                return rows, str(path.relative_to(ROOT))
+    raise SystemExit("no stored 626-update peer measurement; use --run-peers")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--updates", type=int, default=626)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--run-peers", action="store_true")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for ours (0: torch's default, as the peers ran)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as scratch:
+        data = Path(scratch) / "data"
+        run_peers.write_data(data, seed=1)
+        sources = (data / "test.src").read_text().splitlines()
+        references = (data / "test.tgt").read_text().splitlines()
+        trainer, result = train_ours(data, Path(scratch) / "run", args.updates)
+        ours: dict[str, Any] = {
+            "parameters": sum(p.numel() for p in trainer.model.parameters()),
+            "updates": result.updates,
+            "train_tokens_per_s": round(result.train_tokens_per_second, 1),
+            "train_seconds": round(result.seconds, 2),
+            "torch_threads": torch.get_num_threads(),
+        }
+        ours.update(decode_ours(Path(scratch) / "run", sources, references, args.repeats))
+        if args.run_peers:
+            peers = {name: run_peers.run_peer(name, Path(scratch) / "peers", args.updates,
+                                              args.repeats) for name in run_peers.PEERS}
+            source = "measured in this run, side by side"
+        else:
+            peers, stored = stored_peers()
+            for row in peers.values():  # recompute with today's harness rule (see README)
+                intervals = row.get("train_interval_tokens_per_s")
+                if intervals:
+                    row["train_tokens_per_s_as_stored"] = row["train_tokens_per_s"]
+                    row["train_tokens_per_s"] = round(
+                        run_peers.steady_state_rate(intervals), 1)
+            source = (f"REUSED from {stored} (the peer harness, measured earlier at another "
+                      "load; NOT side by side with ours)")
+    print(f"peers: {source}")
+    header = f"{'system':<10} {'params':>8} {'train tok/s':>11} {'greedy s/s':>10} " \
+             f"{'beam5 s/s':>9} {'exact':>6} {'beam5 exact':>11}"
+    print(header)
+    print("-" * len(header))
+    table = {"assembly": ours, **peers}
+    for name, r in table.items():
+        print(f"{name:<10} {r['parameters']:>8} {r['train_tokens_per_s']:>11.0f} "
+              f"{r['greedy_sent_per_s']:>10.0f} {r['beam5_sent_per_s']:>9.0f} "
+              f"{r['exact_match']:>6.3f} {r['beam5_exact_match']:>11.3f}")
+    onmt = peers["opennmt"]
+    fastest = {k: max(peers[p][f"{k}_sent_per_s"] for p in run_peers.PEERS)
+               for k in ("greedy", "beam5")}
+    targets = {
+        "train >= 1.5x OpenNMT tok/s": ours["train_tokens_per_s"]
+        / onmt["train_tokens_per_s"],
+        "greedy >= 2x faster peer": ours["greedy_sent_per_s"] / fastest["greedy"],
+        "beam5 >= 2x faster peer": ours["beam5_sent_per_s"] / fastest["beam5"],
+    }
+    for name, ratio in targets.items():
+        need = 1.5 if name.startswith("train") else 2.0
+        print(f"{name}: {ratio:.2f}x -> {'met' if ratio >= need else 'MISSED'}")
+    write_json("compare_peers", {
+        "assembly": ours, "peers": peers, "peers_source": source,
+        "ratios": {k: round(v, 3) for k, v in targets.items()},
+        "load_average_before": round(load_before, 2),
+        "how_measured": f"python benchmarks/compare_peers.py --updates {args.updates} "
+                        f"--repeats {args.repeats} --threads {args.threads}"
+                        f"{' --run-peers' if args.run_peers else ''}",
+        "machine": machine_info()})
+
+
+if __name__ == "__main__":
+    main()
