@@ -15,6 +15,7 @@ state is never touched).
 
 from __future__ import annotations
 
+import functools
 import random
 import string
 from collections.abc import Callable
@@ -152,13 +153,15 @@ def split_task(
     }
 
 
-def task_inventory(task: str, symbols: int = 20) -> tuple[list[str], list[str]]:
+@functools.lru_cache(maxsize=64)
+def task_inventory(task: str, symbols: int = 20) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Every token a task can produce on the source and on the target side (specials not
-    included): lets a spec be sized before any data is generated."""
+    included): lets a spec be sized before any data is generated. Cached: the planner
+    asks for it on every plan."""
     if task not in TASKS:
         raise DataError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
     if task == "addition":
         digits = [str(d) for d in range(10)]
-        return [*digits, "+"], digits
-    names = symbol_names(symbols)
-    return names, list(names)
+        return (*digits, "+"), tuple(digits)
+    names = tuple(symbol_names(symbols))
+    return names, names
