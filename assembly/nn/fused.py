@@ -78,6 +78,10 @@ class _FusedLayer(RecurrentLayer):
         batch, steps, _ = x.shape
         if state is None:
             state = self.initial_state(batch, x)
+        if _unpadded(lengths, steps):  # no padding: the dense kernel (oneDNN) is faster
+            output, hidden = self._run_dense(x, self._to_dense(state, 1),
+                                             self.flat_weights(), False)
+            return output, self._from_dense(hidden, 0)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         output, hidden = self._run(packed, self._to_kernel(state, packed),
                                    self.flat_weights(), False)
@@ -86,23 +90,48 @@ class _FusedLayer(RecurrentLayer):
                            packed.unsorted_indices), batch_first=True, total_length=steps)
         return outputs, self._from_kernel(hidden, packed, 0)
 
+    def _to_dense(self, state: State, directions: int) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def _from_dense(self, hidden: Any, direction: int) -> State:  # pragma: no cover
+        raise NotImplementedError
+
+    def _run_dense(self, x: Tensor, hx: Any, weights: list[Tensor],
+                   bidirectional: bool) -> tuple[Tensor, Any]:  # pragma: no cover
+        raise NotImplementedError
+
     @staticmethod
     def run_bidirectional(forward_layer: _FusedLayer, backward_layer: _FusedLayer, x: Tensor,
                           lengths: Tensor) -> tuple[Tensor, Tensor, State, State]:
         """Both directions in one fused kernel call, as nn.LSTM(bidirectional=True) does."""
         batch, steps, _ = x.shape
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         zeros = forward_layer.initial_state(batch, x)
-        hx = forward_layer._to_kernel(zeros, packed, directions=2)
         weights = forward_layer.flat_weights() + backward_layer.flat_weights()
+        h = forward_layer.hidden_size
+        if _unpadded(lengths, steps):  # no padding: the dense kernel (oneDNN) is faster
+            output, hidden = forward_layer._run_dense(x, forward_layer._to_dense(zeros, 2),
+                                                      weights, True)
+            return (output[..., :h], output[..., h:], forward_layer._from_dense(hidden, 0),
+                    backward_layer._from_dense(hidden, 1))
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        hx = forward_layer._to_kernel(zeros, packed, directions=2)
         output, hidden = forward_layer._run(packed, hx, weights, True)
         outputs, _ = pad_packed_sequence(
             PackedSequence(output, packed.batch_sizes, packed.sorted_indices,
                            packed.unsorted_indices), batch_first=True, total_length=steps)
-        h = forward_layer.hidden_size
         return (outputs[..., :h], outputs[..., h:],
                 forward_layer._from_kernel(hidden, packed, 0),
                 backward_layer._from_kernel(hidden, packed, 1))
+
+
+def _unpadded(lengths: Tensor, steps: int) -> bool:
+    """Whether every row is ``steps`` long (one host sync, the same one packing makes)."""
+    return bool(lengths.min() == steps)
+
+
+def _dense(t: Tensor, directions: int) -> Tensor:
+    # (B, H) → (directions, B, H) in batch order
+    return t.unsqueeze(0).expand(directions, -1, -1).contiguous()
 
 
 def _sorted(t: Tensor, packed: PackedSequence, directions: int) -> Tensor:
@@ -143,6 +172,18 @@ class FusedLSTM(_FusedLayer):
     def _to_kernel(self, state: State, packed: PackedSequence, directions: int = 1) -> Any:
         return (_sorted(state[0], packed, directions), _sorted(state[1], packed, directions))
 
+    def _to_dense(self, state: State, directions: int) -> Any:
+        return (_dense(state[0], directions), _dense(state[1], directions))
+
+    def _from_dense(self, hidden: Any, direction: int) -> State:
+        return (hidden[0][direction], hidden[1][direction])
+
+    def _run_dense(self, x: Tensor, hx: Any, weights: list[Tensor],
+                   bidirectional: bool) -> tuple[Tensor, Any]:
+        output, h, c = _VF.lstm(x, hx, weights, self.has_bias, 1, 0.0, self.training,
+                                bidirectional, True)
+        return output, (h, c)
+
     def _from_kernel(self, hidden: Any, packed: PackedSequence, direction: int) -> State:
         return (_unsorted(hidden[0], packed, direction), _unsorted(hidden[1], packed, direction))
 
@@ -177,6 +218,18 @@ class FusedGRU(_FusedLayer):
 
     def _to_kernel(self, state: State, packed: PackedSequence, directions: int = 1) -> Any:
         return _sorted(state[0], packed, directions)
+
+    def _to_dense(self, state: State, directions: int) -> Any:
+        return _dense(state[0], directions)
+
+    def _from_dense(self, hidden: Any, direction: int) -> State:
+        return (hidden[direction],)
+
+    def _run_dense(self, x: Tensor, hx: Any, weights: list[Tensor],
+                   bidirectional: bool) -> tuple[Tensor, Any]:
+        output, h = _VF.gru(x, hx, weights, self.has_bias, 1, 0.0, self.training,
+                            bidirectional, True)
+        return output, h
 
     def _from_kernel(self, hidden: Any, packed: PackedSequence, direction: int) -> State:
         return (_unsorted(hidden, packed, direction),)
