@@ -18,7 +18,7 @@ import attrs
 from assembly.plugin import CellSpec, one_of, positive
 
 
-def _no_gates(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+def _no_gates(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """``gate_bias`` on a cell without gates is a mistake, not something to ignore."""
     if value is not None:
         raise ValueError(f"{attribute.name} applies to gated cells only; this cell has no "

@@ -36,8 +36,8 @@ class UrnnLayer(SequenceCell):
     materialised once (``prepare``: the structured map applied to the N basis vectors,
     O(N² log N)) as the real (2N, 2N) matrix M with ``[Re h'; Im h'] = [Re h; Im h] M``,
     so each step is one ``addmm`` plus modReLU; gradients reach θ and the reflections
-    through the materialisation. (The structured O(N log N) per-step form, :meth:`unitary`,
-    only wins for N in the thousands.)
+    through the materialisation. A single ``step`` (decoding) applies the structured
+    O(N log N) form, :meth:`unitary`, to the B state rows instead.
     """
 
     def __init__(self, spec: Any, input_size: int, hidden: int) -> None:
@@ -117,9 +117,21 @@ class UrnnLayer(SequenceCell):
     def prepare(self) -> Prepared:
         return (self.recurrent_matrix(),)
 
+    def cell(self, projected: Tensor, state: State) -> tuple[Tensor, State]:
+        """A single step (decoding): the structured map on the B state rows, which is
+        cheaper than materialising W for one step."""
+        n = self.hidden_size
+        h = state[0]  # (B, 2N)
+        mapped = self.unitary(torch.complex(h[:, :n], h[:, n:]))  # (B, N) complex
+        return self._modrelu(torch.cat([mapped.real, mapped.imag], dim=1) + projected)
+
     def recur(self, projected: Tensor, state: State,
               prepared: Prepared) -> tuple[Tensor, State]:
         z = torch.addmm(projected, state[0], prepared[0])  # (B, 2N) = W h + V x + c
+        return self._modrelu(z)
+
+    def _modrelu(self, z: Tensor) -> tuple[Tensor, State]:
+        """modReLU on z (B, 2N) = [Re; Im]; the identity without a bias."""
         if self.modrelu_bias is None:
             return z, (z,)
         pairs = z.view(-1, 2, self.hidden_size)  # (B, 2, N): re, im

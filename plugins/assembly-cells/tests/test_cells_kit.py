@@ -19,9 +19,14 @@ def kit_function(name: str) -> Any:
     return function
 
 
+@pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("record", RECORDS, ids=lambda record: record.name)
-def test_plugin_kit_accepts_every_cell(record: Any) -> None:
-    kit_function("check_cell_plugin")(record)
+def test_plugin_kit_accepts_every_cell(record: Any, bias: bool) -> None:
+    check = kit_function("check_cell_plugin")
+    if bias:
+        check(record)
+    else:
+        check(record, spec=record.spec(bias=False))
 
 
 def test_plugin_kit_accepts_the_plugin_object() -> None:
