@@ -9,9 +9,11 @@ all of them alike; the headline is the median over repeats of the *paired* ratio
 raw times. One timed call is: forward over the whole batch (no padding), ``sum`` of the
 outputs and final state, backward, gradients cleared.
 
-``--step-variants`` also times JZS2 with its per-step function under ``torch.jit.script``
-and ``torch.compile`` (to decide whether either pays on this CPU). Results go to
-``benchmarks/results/cells_speed.json``.
+Extra rows show where time goes elsewhere: nn.GRU fed a PackedSequence (what the built-in
+``gru`` does), and JZS2 run by the core's generic ``CellLayer.forward`` loop instead of this
+package's ``SequenceCell.forward``. ``--step-variants`` also times JZS2 with its per-step
+function under ``torch.jit.script`` and ``torch.compile`` (to decide whether either pays on
+this CPU). Results go to ``benchmarks/results/cells_speed.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from typing import Any
 import torch
 from assembly_cells import CellsPlugin
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from assembly.plugin import CellLayer
 from assembly.registry import make_registry
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "cells_speed.json"
@@ -81,6 +85,14 @@ def candidates(args: argparse.Namespace) -> list[Candidate]:
     made.append(Candidate("nn.GRU", gru, lambda x: sum_all(*gru(x)), "reference"))
     lstm = nn.LSTM(size, size, batch_first=True)
     made.append(Candidate("nn.LSTM", lstm, lambda x: sum_all(*lstm(x))))
+    packed_gru = nn.GRU(size, size, batch_first=True)
+
+    def run_packed(x: Tensor) -> Tensor:
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        output, h = packed_gru(packed)
+        return sum_all(pad_packed_sequence(output, batch_first=True)[0], h)
+
+    made.append(Candidate("nn.GRU, packed input", packed_gru, run_packed))
 
     def layer_call(layer: nn.Module) -> Callable[[Tensor], Tensor]:
         return lambda x: sum_all(*layer(x, lengths))
@@ -97,6 +109,11 @@ def candidates(args: argparse.Namespace) -> list[Candidate]:
         record = registry.get("cell", cell)
         layer = record.build(record.spec(**options), size, hidden)
         made.append(Candidate(label, layer, layer_call(layer)))
+    core_loop = registry.get("cell", "jzs2").build(registry.get("cell", "jzs2").spec(), size,
+                                                     size)
+    made.append(Candidate("jzs2, core CellLayer.forward loop", core_loop,
+                          lambda x: sum_all(*CellLayer.forward(core_loop, x, lengths)),
+                          "the core's generic loop instead of SequenceCell.forward"))
     if args.step_variants:
         made.extend(step_variants(registry, size, lengths))
     return made

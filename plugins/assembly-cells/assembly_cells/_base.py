@@ -72,6 +72,16 @@ class SequenceCell(CellLayer):
         return stacked.masked_fill(~valid[:, :, None], 0.0), state
 
 
+def gated_update(state: Tensor, start: Tensor, end: Tensor, weight: Tensor) -> Tensor:
+    """``torch.lerp(start, end, weight) = start + weight ⊙ (end − start)`` in ``state``'s
+    dtype. Under autocast a step's matmul outputs come in lower precision while the state
+    stays float32; lerp needs one dtype, so the others are cast (a no-op otherwise)."""
+    dtype = state.dtype
+    if start.dtype != dtype or end.dtype != dtype or weight.dtype != dtype:
+        start, end, weight = start.to(dtype), end.to(dtype), weight.to(dtype)
+    return torch.lerp(start, end, weight)
+
+
 def init_blocks(spec: Any, hidden: int,
                 blocks: list[tuple[Tensor | None, Tensor | None]]) -> None:
     """Apply ``spec.init`` to (input block (H, ·), recurrent block (H, H)) pairs in place,

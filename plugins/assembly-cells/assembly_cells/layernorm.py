@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from assembly.plugin import init_recurrent
 from torch import Tensor, nn
 
-from assembly_cells._base import Prepared, SequenceCell, State
+from assembly_cells._base import Prepared, SequenceCell, State, gated_update
 
 LN_EPS = 1e-5
 
@@ -169,5 +169,6 @@ class LayerNormGruLayer(_LayerNormCell):
         r, z = rz[:, :n], rz[:, n:]
         a_n = a[:, 2 * n:] if self.bias_hn is None else a[:, 2 * n:] + self.bias_hn
         candidate = torch.tanh(torch.addcmul(projected[:, 2 * n:], r, a_n))
-        new = torch.lerp(h, candidate, z) if self.cho else torch.lerp(candidate, h, z)
+        # cho: z ⊙ n + (1 − z) ⊙ h;  torch: (1 − z) ⊙ n + z ⊙ h
+        new = gated_update(h, h, candidate, z) if self.cho else gated_update(h, candidate, h, z)
         return new, (new,)

@@ -1,10 +1,11 @@
 """The three GRU mutants of Jozefowicz, Zaremba & Sutskever (2015): JZS1, JZS2, JZS3.
 
 All three share the update ``h' = tanh(u) ⊙ z + h ⊙ (1 − z)``, computed as
-``lerp(h, tanh(u), z)`` (one op). Everything that depends only on x is hoisted out of the
-time loop by ``project_input`` (one matmul over all steps; in JZS1 even σ(z) and tanh(x̃),
-which need no state). The recurrent matmuls whose inputs are known together are fused:
-JZS2 computes ``[W_hz; W_hr] h`` as one matmul; ``W_hh (r ⊙ h)`` must wait for r.
+``lerp(h, tanh(u), z)`` (one op; :func:`~assembly_cells._base.gated_update`). Everything
+that depends only on x is hoisted out of the time loop by ``project_input`` (one matmul
+over all steps; in JZS1 even σ(z) and tanh(x̃), which need no state). The recurrent
+matmuls whose inputs are known together are fused: JZS2 computes ``[W_hz; W_hr] h`` as
+one matmul; ``W_hh (r ⊙ h)`` must wait for r.
 
 Weight layout (rows are gate blocks of H):
 
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from assembly_cells._base import Prepared, SequenceCell, State, init_blocks
+from assembly_cells._base import Prepared, SequenceCell, State, gated_update, init_blocks
 
 
 class _Mutant(SequenceCell):
@@ -127,7 +128,7 @@ class Jzs1Layer(_Mutant):
         z = projected[:, :n]  # (B, H), already σ
         r = torch.addmm(projected[:, n:2 * n], h, w_hr_t).sigmoid_()
         u = torch.addmm(projected[:, 2 * n:], r * h, w_hh_t).tanh_()
-        new = torch.lerp(h, u, z)  # u ⊙ z + h ⊙ (1 − z)
+        new = gated_update(h, h, u, z)  # u ⊙ z + h ⊙ (1 − z)
         return new, (new,)
 
 
@@ -174,7 +175,7 @@ class Jzs2Layer(_Mutant):
         gates = torch.addmm(projected[:, :2 * n], h, w_h_t).sigmoid_()  # (B, 2H) [z; r]
         z, r = gates[:, :n], gates[:, n:]
         u = torch.addmm(projected[:, 2 * n:], r * h, w_hh_t).tanh_()
-        new = torch.lerp(h, u, z)
+        new = gated_update(h, h, u, z)
         return new, (new,)
 
 
@@ -213,5 +214,5 @@ class Jzs3Layer(_Mutant):
         z = torch.addmm(projected[:, :n], torch.tanh(h), w_hz_t).sigmoid_()
         r = torch.addmm(projected[:, n:2 * n], h, w_hr_t).sigmoid_()
         u = torch.addmm(projected[:, 2 * n:], r * h, w_hh_t).tanh_()
-        new = torch.lerp(h, u, z)
+        new = gated_update(h, h, u, z)
         return new, (new,)

@@ -195,3 +195,20 @@ def test_specs_are_frozen_and_keyword_only() -> None:
             spec.bias = False  # type: ignore[misc]
         with pytest.raises(TypeError):
             record.spec(False)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_runs_under_autocast(cell: str) -> None:
+    """Mixed precision (CPU autocast, bfloat16 here; CUDA float16 works the same way): the
+    step's matmuls run in low precision, the gated update casts to the state's dtype, and
+    the results stay close to float32."""
+    layer = build(cell, 5, 6, dtype=torch.float32)
+    x = torch.randn(3, 4, 5)
+    lengths = torch.tensor([4, 2, 1])
+    exact, _ = layer(x, lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs, state = layer(x, lengths)
+        layer.step(x[:, 0], layer.initial_state(3, x))
+    outputs.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
+    torch.testing.assert_close(outputs.float(), exact, rtol=0, atol=0.05)
