@@ -195,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec_dir = Path(args.spec).parent
         spec = _apply_overrides(spec, args)
     trainer = Trainer(spec, args.out, registry=registry, spec_dir=spec_dir, resume=args.resume,
-                      progress=not args.quiet, device=args.device)
+                      progress=not args.quiet, device=args.device, threads=args.threads)
     result = trainer.fit()
     if trainer.is_main:
         print(f"trained {result.updates} updates in {result.seconds:.1f} s "
@@ -262,7 +262,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from assembly.run import load_run
 
     registry = _registry(args)
-    run = load_run(args.run, registry, device=args.device)
+    run = load_run(args.run, registry, device=args.device, threads=args.threads)
     sampler = _sampler_spec(args, registry, run.spec.sampler)
     inputs = list(args.input or [])
     if args.file:
@@ -303,7 +303,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from assembly.train.data_setup import prepare_data
 
     registry = _registry(args)
-    run = load_run(args.run, registry, device=args.device)
+    run = load_run(args.run, registry, device=args.device, threads=args.threads)
     spec = run.spec
     if args.data:
         data = attrs.evolve(spec.data, task=None, train=tuple(args.data), dev=(), test=())
@@ -328,6 +328,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+THREADS_HELP = ("torch intra-op threads for this command (overrides training.threads; 0: "
+                "torch's default)")
+
+
+def _threads(text: str) -> int:
+    """``--threads N``: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    return value
+
+
 def _parser_without_abbreviations(**kwargs: Any) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(**kwargs, allow_abbrev=False)
 
@@ -370,6 +385,7 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--max-updates", type=int)
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="override the placement: put everything here")
+    train.add_argument("--threads", type=_threads, metavar="N", help=THREADS_HELP)
     train.add_argument("--nproc", type=int, help="data-parallel processes (torchrun)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=cmd_train)
@@ -382,6 +398,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--seed", type=int)
         command.add_argument("--batch-size", type=int, default=500)
         command.add_argument("--device")
+        command.add_argument("--threads", type=_threads, metavar="N", help=THREADS_HELP)
         command.add_argument("--format", choices=("text", "json"), default="text")
         if name == "generate":
             command.add_argument("--input", action="append", help="text to decode (repeatable)")

@@ -32,6 +32,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def set_threads(count: int | None) -> None:
+    """Use ``count`` torch intra-op threads (``training.threads``, ``--threads``); 0 or
+    ``None`` leaves torch's current setting. On a few shared cores small models run
+    fastest on one thread: idle threads spin while waiting for work."""
+    if count:
+        torch.set_num_threads(count)
+
+
 class Placement:
     """Base of placement strategies."""
 

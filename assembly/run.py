@@ -25,12 +25,14 @@ class LoadedRun:
 
 
 def load_run(path: str | Path, registry: Any = None, *, device: str | None = None,
-             weights: str = "model") -> LoadedRun:
+             weights: str = "model", threads: int | None = None) -> LoadedRun:
     """Load ``path`` (a model or run directory). ``weights="model"`` takes the run's
-    final/best ``model.safetensors`` (or its latest checkpoint while still training)."""
+    final/best ``model.safetensors`` (or its latest checkpoint while still training).
+    ``threads`` overrides the spec's ``training.threads``: torch intra-op threads for
+    decoding (0: torch's default)."""
     from assembly.build import build_model
     from assembly.data import Vocabulary
-    from assembly.placement import resolve_device
+    from assembly.placement import resolve_device, set_threads
     from assembly.spec import load_spec
     from assembly.train.checkpoint import latest_checkpoint, load_weights
 
@@ -42,6 +44,7 @@ def load_run(path: str | Path, registry: Any = None, *, device: str | None = Non
 
         registry = make_registry()
     spec = load_spec(path / "spec.toml", registry)
+    set_threads(spec.training.threads if threads is None else threads)
     source_vocab = target_vocab = None
     if spec.token_mode:
         if not (path / "vocab.source.json").exists():

@@ -69,7 +69,8 @@ def trainings(draw: Any, token_mode: bool) -> TrainingSpec:
             else ("auto", "loss", "mse"))),
         eval_every=draw(optional_count), checkpoint_every=draw(optional_count),
         keep_checkpoints=draw(count), bucketing=draw(st.booleans()),
-        workers=draw(st.integers(0, 8)), curriculum=curriculum, amp=draw(st.booleans()))
+        workers=draw(st.integers(0, 8)), curriculum=curriculum, amp=draw(st.booleans()),
+        threads=draw(st.integers(0, 64)))
 
 
 @st.composite

@@ -233,7 +233,9 @@ class TrainingSpec:
     ``clip``: the gradient-norm limit (left out: no clipping).
     Evaluation and a checkpoint follow every epoch, and also every ``eval_every`` /
     ``checkpoint_every`` updates when set; the last ``keep_checkpoints`` are kept.
-    ``amp`` (mixed precision) applies on CUDA devices only."""
+    ``amp`` (mixed precision) applies on CUDA devices only. ``threads``: torch intra-op
+    threads for training and for decoding the run (0: torch's default); small models on
+    a few shared cores are fastest with 1."""
 
     seed: int = 1
     epochs: int = attrs.field(default=10, validator=positive)
@@ -254,6 +256,7 @@ class TrainingSpec:
     workers: int = attrs.field(default=0, validator=_non_negative)
     curriculum: CurriculumSpec | None = None
     amp: bool = False
+    threads: int = attrs.field(default=0, validator=_non_negative)
 
 
 @attrs.frozen(kw_only=True)

@@ -29,6 +29,7 @@ from assembly.build import build_model, count_parameters
 from assembly.data.batching import BucketBatchSampler, collate_arrays, collate_tokens, make_loader
 from assembly.errors import UserError
 from assembly.evaluate import evaluate
+from assembly.placement import set_threads
 from assembly.plan import plan_model
 from assembly.plugin import RegularizerContext
 from assembly.spec import dump_spec
@@ -67,11 +68,14 @@ class TrainResult:
 class Trainer:
     """Train ``spec`` into ``run_dir``. ``spec_dir``: where relative data paths start.
     ``resume``: continue from the run's latest checkpoint. ``log``: a callable for
-    progress lines (``print`` by default); ``progress``: tqdm bars."""
+    progress lines (``print`` by default); ``progress``: tqdm bars. ``device`` puts the
+    whole model there instead of the spec's placement; ``threads`` overrides
+    ``training.threads`` (torch intra-op threads) for this process only."""
 
     def __init__(self, spec: Spec, run_dir: str | Path, *, registry: Any = None,
                  spec_dir: str | Path = ".", resume: bool = False, progress: bool = True,
-                 log: Callable[[str], None] = print, device: str | None = None) -> None:
+                 log: Callable[[str], None] = print, device: str | None = None,
+                 threads: int | None = None) -> None:
         if registry is None:
             from assembly.registry import make_registry
 
@@ -100,6 +104,7 @@ class Trainer:
                                              self.run_dir if resume else None)
         self.spec = self.data.spec
         training = self.spec.training
+        set_threads(training.threads if threads is None else threads)
         self.plan = plan_model(self.spec, registry)
         self.model = build_model(self.plan, registry, seed=training.seed)
         placement_spec = self.spec.placement
@@ -449,15 +454,17 @@ class Trainer:
 
 def _extended(saved: Spec, given: Spec | None) -> Spec:
     """The spec a resumed run continues with: its own, where only ``training.epochs`` and
-    ``training.max_updates`` may be changed (to extend it); the run's spec.toml is
-    rewritten when they are."""
+    ``training.max_updates`` may be changed (to extend it), and ``training.threads`` (a
+    setting of the machine, not of the model); the run's spec.toml is rewritten when
+    they are."""
     if given is None or given == saved:
         return saved
     allowed = attrs.evolve(saved, training=attrs.evolve(
-        saved.training, epochs=given.training.epochs, max_updates=given.training.max_updates))
+        saved.training, epochs=given.training.epochs, max_updates=given.training.max_updates,
+        threads=given.training.threads))
     if allowed != given:
-        raise UserError("a resumed run keeps its spec; only training.epochs and "
-                        "training.max_updates may change")
+        raise UserError("a resumed run keeps its spec; only training.epochs, "
+                        "training.max_updates and training.threads may change")
     return given
 
 
