@@ -1,0 +1,92 @@
+"""Attention scores against their defining equations, computed independently here.
+
+The module computes the tanh scores through the sigmoid (2 vᵀ σ(2z), which differs from
+vᵀ tanh(z) by a per-row constant the softmax removes); these tests pin that the weights,
+the contexts and the gradients are those of the textbook formulas.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from assembly.nn.attention import Attention
+
+BATCH, STEPS, QUERY, KEY, SIZE = 3, 5, 6, 4, 7
+
+
+def _reference_scores(attention: Attention, query: torch.Tensor,
+                      keys: torch.Tensor) -> torch.Tensor:
+    """score(q, k_s) for every source step, straight from the equations: (B, S)."""
+    if attention.score == "additive":  # vᵀ tanh(W q + U k + b)
+        w, u = attention.query_map.weight, attention.key_map.weight
+        b, v = attention.key_map.bias, attention.vector.weight[0]
+        return torch.tanh((query @ w.T)[:, None, :] + keys @ u.T + b) @ v
+    if attention.score == "concat":  # vᵀ tanh(W [q; k]), W split into its q and k columns
+        w_q, w_k = attention.query_map.weight, attention.key_map.weight
+        v = attention.vector.weight[0]
+        return torch.tanh((query @ w_q.T)[:, None, :] + keys @ w_k.T) @ v
+    if attention.score == "dot":
+        q = query if QUERY == KEY or isinstance(attention.query_map, torch.nn.Identity) \
+            else query @ attention.query_map.weight.T
+        return torch.einsum("bm,bsm->bs", q, keys)
+    return torch.einsum("bq,qm,bsm->bs", query, attention.key_map.weight, keys)  # general
+
+
+def _inputs(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randn(BATCH, QUERY, generator=generator, dtype=torch.float64)
+    keys = torch.randn(BATCH, STEPS, KEY, generator=generator, dtype=torch.float64)
+    mask = torch.ones(BATCH, STEPS, dtype=torch.bool)
+    mask[1, 3:] = False  # a padded row
+    mask[2, 1:] = False  # a row with a single valid step
+    return query, keys, mask
+
+
+@pytest.mark.parametrize("score", ["additive", "concat", "dot", "general"])
+def test_weights_and_context_follow_the_equations(score: str) -> None:
+    torch.manual_seed(0)
+    attention = Attention(score, QUERY, KEY, SIZE).double()
+    query, keys, mask = _inputs(1)
+    context, weights = attention(query, attention.prepare(keys), keys, mask)
+    expected = torch.softmax(_reference_scores(attention, query, keys)
+                             .masked_fill(~mask, float("-inf")), dim=1)
+    torch.testing.assert_close(weights, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(context, torch.einsum("bs,bsm->bm", expected, keys))
+    assert bool((weights[~mask] == 0).all())  # padding gets exactly nothing
+    torch.testing.assert_close(weights.sum(1), torch.ones(BATCH, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("score", ["additive", "concat"])
+def test_gradients_equal_those_of_the_tanh_formula(score: str) -> None:
+    torch.manual_seed(0)
+    attention = Attention(score, QUERY, KEY, SIZE).double()
+    query, keys, mask = _inputs(2)
+    query.requires_grad_(True)
+    keys.requires_grad_(True)
+    probe = torch.randn(BATCH, KEY, dtype=torch.float64)  # a random direction for the loss
+
+    context, _ = attention(query, attention.prepare(keys), keys, mask)
+    ours = torch.autograd.grad((context * probe).sum(), [query, keys,
+                                                          *attention.parameters()])
+    expected_weights = torch.softmax(_reference_scores(attention, query, keys)
+                                     .masked_fill(~mask, float("-inf")), dim=1)
+    expected_context = torch.einsum("bs,bsm->bm", expected_weights, keys)
+    reference = torch.autograd.grad((expected_context * probe).sum(),
+                                    [query, keys, *attention.parameters()])
+    for mine, theirs in zip(ours, reference, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("score", ["additive", "concat", "dot", "general"])
+def test_all_steps_at_once_equal_step_by_step(score: str) -> None:
+    torch.manual_seed(0)
+    attention = Attention(score, QUERY, KEY, SIZE).double()
+    _, keys, mask = _inputs(3)
+    queries = torch.randn(BATCH, 4, QUERY, dtype=torch.float64)
+    prepared = attention.prepare(keys)
+    contexts, weights = attention.forward_all(queries, prepared, keys, mask)
+    for t in range(queries.shape[1]):
+        context, weight = attention(queries[:, t], prepared, keys, mask)
+        torch.testing.assert_close(contexts[:, t], context)
+        torch.testing.assert_close(weights[:, t], weight)
