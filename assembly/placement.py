@@ -32,6 +32,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def place_model(model: nn.Module, spec: Any, registry: Any,
+                device: str | None = None) -> tuple[nn.Module, Placement]:
+    """Put a built model where ``spec.placement`` says, or all of it on ``device`` when
+    one is given (``--device``). Returns the placed model and the placement, whose
+    ``input_device(model)`` is where batches go. The trainer and
+    :func:`assembly.run.load_run` both place models through here."""
+    placement = registry.record_of(spec.placement).build(spec.placement)
+    if device is not None:
+        return model.to(resolve_device(device)), placement
+    return placement.apply(model), placement
+
+
 def set_threads(count: int | None) -> None:
     """Use ``count`` torch intra-op threads (``training.threads``, ``--threads``); 0 or
     ``None`` leaves torch's current setting. On a few shared cores small models run

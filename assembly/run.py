@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
 
 from assembly.errors import UserError
 
 
 @attrs.define
 class LoadedRun:
-    """A model ready to decode: the module (eval mode), its spec, the vocabularies (None
-    in continuous mode), the registry it was built with, and where it came from."""
+    """A model ready to decode: the module (eval mode, placed as its spec's
+    ``placement`` says), its spec, the vocabularies (None in continuous mode), the
+    registry it was built with, and where it came from."""
 
     model: Any
     spec: Any
@@ -28,11 +28,12 @@ def load_run(path: str | Path, registry: Any = None, *, device: str | None = Non
              weights: str = "model", threads: int | None = None) -> LoadedRun:
     """Load ``path`` (a model or run directory). ``weights="model"`` takes the run's
     final/best ``model.safetensors`` (or its latest checkpoint while still training).
-    ``threads`` overrides the spec's ``training.threads``: torch intra-op threads for
-    decoding (0: torch's default)."""
+    The model is placed as the spec's ``placement`` says, like the trainer places it;
+    ``device`` puts all of it there instead. ``threads`` overrides the spec's
+    ``training.threads``: torch intra-op threads for decoding (0: torch's default)."""
     from assembly.build import build_model
     from assembly.data import Vocabulary
-    from assembly.placement import resolve_device, set_threads
+    from assembly.placement import place_model, set_threads
     from assembly.spec import load_spec
     from assembly.train.checkpoint import latest_checkpoint, load_weights
 
@@ -60,5 +61,5 @@ def load_run(path: str | Path, registry: Any = None, *, device: str | None = Non
             raise UserError(f"{path}: no {weight_file.name} and no checkpoint")
         weight_file = checkpoint / "model.safetensors"
     load_weights(model, weight_file)
-    target = resolve_device(device) if device else torch.device("cpu")
-    return LoadedRun(model.to(target).eval(), spec, source_vocab, target_vocab, registry, path)
+    model, _placement = place_model(model, spec, registry, device)
+    return LoadedRun(model.eval(), spec, source_vocab, target_vocab, registry, path)

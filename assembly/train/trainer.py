@@ -29,7 +29,7 @@ from assembly.build import build_model, count_parameters
 from assembly.data.batching import BucketBatchSampler, collate_arrays, collate_tokens, make_loader
 from assembly.errors import UserError
 from assembly.evaluate import evaluate
-from assembly.placement import set_threads
+from assembly.placement import place_model, set_threads
 from assembly.plan import plan_model
 from assembly.plugin import RegularizerContext
 from assembly.spec import dump_spec
@@ -107,14 +107,7 @@ class Trainer:
         set_threads(training.threads if threads is None else threads)
         self.plan = plan_model(self.spec, registry)
         self.model = build_model(self.plan, registry, seed=training.seed)
-        placement_spec = self.spec.placement
-        self.placement = registry.record_of(placement_spec).build(placement_spec)
-        if device is not None:
-            from assembly.placement import resolve_device
-
-            self.model = self.model.to(resolve_device(device))
-        else:
-            self.model = self.placement.apply(self.model)
+        self.model, self.placement = place_model(self.model, self.spec, registry, device)
         self.device = self.placement.input_device(self.model)
         self.forward_model = self._wrap_distributed(self.model)
         self.regularizers = self._build_regularizers()
