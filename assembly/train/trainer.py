@@ -311,12 +311,24 @@ class Trainer:
         return total * (self.world / tokens), float(sums[0] / tokens)
 
     def evaluate_dev(self) -> dict[str, float]:
+        """The dev metrics ({} without a dev set).
+
+        Data-parallel, rank 0 alone decodes the dev set (the replicas hold the same
+        weights) while the others wait for its results, which it broadcasts: every rank
+        then takes the same decisions from the same numbers (best weights, plateau
+        schedule, early stopping), so no rank stops while another goes on."""
         if self.data.dev is None:
             return {}
-        tokenizer = self.spec.data.tokenizer
+        if self.world == 1:
+            return self._decode_dev()
+        shared = [self._decode_dev() if self.is_main else None]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        return shared[0]
+
+    def _decode_dev(self) -> dict[str, float]:
         results, _ = evaluate(self.model, self.data.dev, self.decoder,
-                              target_vocab=self.data.target_vocab, tokenizer=tokenizer,
-                              batch_size=500)
+                              target_vocab=self.data.target_vocab,
+                              tokenizer=self.spec.data.tokenizer, batch_size=500)
         return results
 
     def _after_evaluation(self, results: dict[str, float], epoch: int) -> bool:

@@ -7,6 +7,7 @@ a module (not a test file) that the children can import.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from pathlib import Path
 from typing import Any
@@ -121,11 +122,16 @@ def token_batch(seed: int = 0) -> tuple[torch.Tensor, ...]:
 
 
 # -- data-parallel workers ------------------------------------------------------------------
+GROUP_TIMEOUT = datetime.timedelta(seconds=300)
+"""A rank left waiting for another (ranks that disagree on when to stop) fails the test
+after this long instead of hanging it."""
+
+
 def _join(rank: int, world: int, rendezvous: str) -> None:
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.distributed.init_process_group("gloo", init_method=f"file://{rendezvous}",
-                                         rank=rank, world_size=world)
+                                         rank=rank, world_size=world, timeout=GROUP_TIMEOUT)
 
 
 def union_batches(trainer: Any, world: int) -> list[list[int]]:
@@ -158,13 +164,14 @@ class Interrupted(Exception):
 
 
 def ddp_worker(rank: int, world: int, rendezvous: str, base: str, updates: int) -> None:
-    """Rank ``rank`` of three data-parallel runs in one process group (one start-up):
+    """Rank ``rank`` of four data-parallel runs in one process group (one start-up):
 
     1. ``updates`` updates on its own batches; rank 0 saves the logged losses and the final
        parameters to ``base/trajectory.pt``;
     2. the DDP spec trained straight through into ``base/straight``;
     3. the same, interrupted right after the checkpoint at update 3 and resumed, into
-       ``base/resumed``."""
+       ``base/resumed``;
+    4. :func:`early_stopping_run` into ``base/early``."""
     from assembly.spec import loads_spec
     from assembly.train.trainer import Trainer
 
@@ -196,5 +203,56 @@ def ddp_worker(rank: int, world: int, rendezvous: str, base: str, updates: int) 
         torch.distributed.barrier()  # rank 0 has written the checkpoint
         Trainer(None, Path(base) / "resumed", registry=registry_, resume=True,  # type: ignore[arg-type]
                 **quiet).fit()
+
+        early_stopping_run(rank, spec, registry_, Path(base))
     finally:
         torch.distributed.destroy_process_group()
+
+
+def early_stopping_run(rank: int, spec: Any, registry_: Any, base: Path) -> None:
+    """Train with a dev evaluation every 2 updates, a plateau schedule and early stopping
+    into ``base/early``; each rank saves what it decided to ``base/early-RANK.pt``: how
+    often it decoded the dev set itself, the results it acted on, where it stopped, its
+    best value, its learning rate.
+
+    On ranks other than 0 the dev metrics are falsified (worse at every evaluation), so a
+    rank that evaluated for itself would act on other numbers than rank 0 — and stop
+    early at its second evaluation while rank 0 goes on (the group timeout then fails
+    the run rather than hang it)."""
+    import attrs
+    from assembly.spec import ScheduleSpec
+    from assembly.train import trainer as trainer_module
+
+    training = attrs.evolve(spec.training, max_updates=10, eval_every=2, early_stopping=1,
+                            metric="loss", schedule=ScheduleSpec(type="plateau", patience=1))
+    spec = attrs.evolve(spec, training=training)
+    evaluate = trainer_module.evaluate
+    calls: list[int] = []
+
+    def own_evaluation(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        results, extra = evaluate(*args, **kwargs)
+        if rank != 0:
+            results = {key: value + 10.0 * len(calls) for key, value in results.items()}
+        return results, extra
+
+    trainer_module.evaluate = own_evaluation
+    try:
+        trainer = trainer_module.Trainer(spec, base / "early", registry=registry_,
+                                         progress=False, log=lambda line: None)
+        seen: list[dict[str, float]] = []
+        decide = trainer._after_evaluation
+
+        def record(results: dict[str, float], epoch: int) -> bool:
+            seen.append(dict(results))
+            return decide(results, epoch)
+
+        trainer._after_evaluation = record  # type: ignore[method-assign]
+        result = trainer.fit()
+    finally:
+        trainer_module.evaluate = evaluate
+    torch.save({"evaluations": len(calls), "seen": seen, "step": trainer.step,
+                "best": trainer.best, "bad_evaluations": trainer.bad_evaluations,
+                "stopped_early": result.stopped_early,
+                "lr": [group["lr"] for group in trainer.optimizer.param_groups]},
+               base / f"early-{rank}.pt")

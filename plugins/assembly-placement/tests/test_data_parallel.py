@@ -4,6 +4,8 @@
   logged losses, same weights): the trainer normalises by the global token count.
 - A data-parallel run interrupted after a checkpoint and resumed ends with exactly the
   weights of an uninterrupted one; rank 0 alone writes the run.
+- Rank 0 alone decodes the dev set; every rank acts on its results (best value, plateau
+  schedule, early stopping) and stops at the same update.
 - ``assemble train --nproc 2`` launches torchrun.
 """
 
@@ -76,6 +78,20 @@ def test_resumed_data_parallel_run_ends_like_an_uninterrupted_one(ddp_runs: Path
     for run in ("straight", "resumed"):
         steps = [r["step"] for r in _records(ddp_runs / run) if r["kind"] == "train"]
         assert steps == sorted(set(steps))  # rank 0 alone logged; nothing twice
+
+
+def test_rank_0_alone_evaluates_and_every_rank_takes_the_same_decisions(
+        ddp_runs: Path) -> None:
+    ranks = [torch.load(ddp_runs / f"early-{rank}.pt", weights_only=True)
+             for rank in range(WORLD)]
+    main = ranks[0]
+    assert main["evaluations"] == len(main["seen"]) >= 2
+    for other in ranks[1:]:
+        assert other["evaluations"] == 0  # waited for rank 0's results
+        assert {k: v for k, v in other.items() if k != "evaluations"} == \
+            {k: v for k, v in main.items() if k != "evaluations"}
+    dev = [r for r in _records(ddp_runs / "early") if r["kind"] == "dev"]
+    assert [r["loss"] for r in dev] == [seen["loss"] for seen in main["seen"]]
 
 
 def _records(run: Path) -> list[dict[str, Any]]:
