@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import argparse
 import csv
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from assembly.errors import UserError
 from assembly.spec import load_spec, loads_spec
 
 optuna = pytest.importorskip("optuna")
 
+from optuna.trial import TrialState  # noqa: E402
+
 from assembly.search import Choice, Space, load_space  # noqa: E402
 from assembly.search.cli import add_parser  # noqa: E402
-from assembly.search.run import search  # noqa: E402
+from assembly.search.run import HEARTBEAT_ATTR, search  # noqa: E402
 
 BASE = """
 name = "tiny"
@@ -114,6 +119,54 @@ def test_search_runs_resumes_and_reports(files: tuple[Path, Path], tmp_path: Pat
     result = search(load_spec(base), load_space(space, load_spec(base), registry), out,
                     trials=3, budget_updates=2, registry=registry, log=quiet)
     assert result.ran == 0 and len(result.rows) == 3
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    assert all(t.user_attrs[HEARTBEAT_ATTR] for t in study.trials)  # judged by heartbeat
+
+
+def test_trials_an_interrupted_search_left_running_are_marked_failed(
+        registry: Any, tmp_path: Path) -> None:
+    """Trials 0 and 1 were left running by killed searches (one with heartbeats, one
+    without) long enough ago; trials 2 and 3 have just started in other processes (one
+    beats, one has not yet): only 0 and 1 are failed, and the log says so."""
+    base = loads_spec(BASE, registry=registry)
+    space = Space(base, [Choice(path="encoder.hidden", values=(4,))], registry)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeats are experimental; ask() warns with them
+        storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=2)
+        study = optuna.create_study(storage=storage, study_name="tiny", direction="minimize")
+
+        def start(beats: bool) -> Any:
+            trial = study.ask()
+            if beats:
+                trial.set_user_attr(HEARTBEAT_ATTR, True)
+                storage.record_heartbeat(trial._trial_id)
+            return trial
+
+        start(beats=True), start(beats=False)
+        time.sleep(3.1)  # SQLite's clock has whole seconds: 3 s are surely more than 2
+        start(beats=True), start(beats=False)
+    logs: list[str] = []
+    result = search(base, space, tmp_path / "search", trials=2, budget_updates=1,
+                    storage=url, study="tiny", registry=registry, stale_after=2,
+                    log=logs.append)
+    assert [row.state for row in result.rows] == ["FAIL", "FAIL", "RUNNING", "RUNNING"]
+    assert result.rows[0].note == "interrupted: left running, marked failed"
+    assert result.ran == 0  # the two failed trials count as finished
+    assert any(line.startswith("study 'tiny': trials 0, 1 were left running by an "
+                               "interrupted search") for line in logs), logs
+    assert any("trials 2, 3 are running elsewhere" in line for line in logs), logs
+    states = [t.state for t in optuna.load_study(study_name="tiny", storage=url).trials]
+    assert states == [TrialState.FAIL, TrialState.FAIL, TrialState.RUNNING,
+                      TrialState.RUNNING]
+
+
+def test_stale_after_must_be_positive(registry: Any, tmp_path: Path) -> None:
+    base = loads_spec(BASE, registry=registry)
+    space = Space(base, [Choice(path="encoder.hidden", values=(4,))], registry)
+    with pytest.raises(UserError, match="--stale-after must be at least 1"):
+        search(base, space, tmp_path, trials=1, budget_updates=1, stale_after=0,
+               registry=registry, log=quiet)
 
 
 def test_invalid_oversized_and_repeated_specs_are_not_trained(registry: Any,

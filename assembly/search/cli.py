@@ -16,7 +16,8 @@ EPILOG = """\
 Each trial draws a spec from the space, trains it for --budget-updates updates and
 evaluates it on the dev set; Optuna proposes the next. The study is kept in
 OUT/study.db (or --storage, any Optuna storage URL), so running the same command again
-continues an interrupted search up to --trials finished trials. Writes OUT/results.csv,
+continues an interrupted search up to --trials finished trials (trials it left running
+are marked failed once silent for --stale-after seconds). Writes OUT/results.csv,
 OUT/search.png and OUT/best.toml (the best spec with its own training settings).
 Needs Optuna: pip install 'assembly[search]'."""
 
@@ -42,6 +43,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--max-parameters", type=int,
                         help="skip specs planned larger than this (no training)")
     parser.add_argument("--seed", type=int, default=0, help="seed of Optuna's sampler")
+    parser.add_argument("--stale-after", type=int, default=None, metavar="SECONDS",
+                        help="a trial left running with no heartbeat for this long was "
+                             "interrupted: mark it failed (default: 120)")
     parser.set_defaults(handler=cmd_search)
     return parser
 
@@ -49,7 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_search(args: argparse.Namespace) -> int:
     """Run the search the arguments describe; print the results table."""
     from assembly.registry import make_registry
-    from assembly.search.run import search
+    from assembly.search.run import STALE_AFTER, search
     from assembly.search.space import load_space
     from assembly.spec import load_spec
 
@@ -60,7 +64,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     result = search(base, space, args.out, trials=args.trials,
                     budget_updates=args.budget_updates, storage=args.storage,
                     study=args.study, metric=args.metric, max_parameters=args.max_parameters,
-                    seed=args.seed, spec_dir=Path(args.spec).parent, registry=registry)
+                    seed=args.seed, spec_dir=Path(args.spec).parent, registry=registry,
+                    stale_after=STALE_AFTER if args.stale_after is None else args.stale_after)
     print(result.table())
     if result.best is not None:
         print(f"\nbest: trial {result.best.number}, {result.metric} "

@@ -8,9 +8,13 @@ hash), and otherwise trains it for ``budget_updates`` updates with the
 :class:`~assembly.train.trainer.Trainer` into ``OUT/trials/trial-NNNN`` and returns its dev
 metric. The study lives in an Optuna storage (SQLite under ``OUT`` by default), so a
 search that is interrupted continues where it stopped: ``trials`` is the total number of
-finished trials the study should hold. Results: a table (stdout and ``OUT/results.csv``),
-a plot (``OUT/search.png``) and the best trial's spec (``OUT/best.toml``, with its own
-training settings rather than the search's short budget).
+finished trials the study should hold. A running trial beats a heartbeat into the
+storage; a trial left running by a search that was killed or crashed (no heartbeat for
+``stale_after`` seconds) is marked failed when the search continues, and logged, while
+trials that other processes are running on the same study are left alone. Results: a
+table (stdout and ``OUT/results.csv``), a plot (``OUT/search.png``) and the best trial's
+spec (``OUT/best.toml``, with its own training settings rather than the search's short
+budget).
 
 Optuna is the optional extra ``search`` (``pip install 'assembly[search]'``).
 """
@@ -18,8 +22,10 @@ Optuna is the optional extra ``search`` (``pip install 'assembly[search]'``).
 from __future__ import annotations
 
 import csv
+import datetime
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +37,17 @@ from assembly.search.space import Space
 from assembly.spec import dump_spec, spec_from_dict, spec_hash, spec_to_dict
 from assembly.spec.model import Spec
 
-__all__ = ["OptunaDrawer", "SearchResult", "TrialRow", "search"]
+__all__ = ["OptunaDrawer", "SearchResult", "TrialRow", "fail_stale_trials", "search"]
+
+STALE_AFTER = 120
+"""Seconds without a heartbeat after which a running trial counts as interrupted."""
+
+HEARTBEAT_SECONDS = 30
+"""How often a running trial records that it is alive (at most; see :func:`_storage`)."""
+
+HEARTBEAT_ATTR = "heartbeat"
+"""User attribute of trials that beat a heartbeat; a running trial without it was left by
+a search that did not, and is judged by its start time instead."""
 
 HIGHER_IS_BETTER = {"loss": False, "token_accuracy": True, "exact_match": True, "bleu": True,
                     "chrf": True, "mse": False, "cer": False, "wer": False}
@@ -109,15 +125,20 @@ def resolve_metric(spec: Spec, metric: str | None = None) -> str:
 def search(base: Spec, space: Space, out: str | Path, *, trials: int, budget_updates: int,
            storage: str | None = None, study: str | None = None, metric: str | None = None,
            max_parameters: int | None = None, seed: int = 0, spec_dir: str | Path = ".",
-           registry: Any = None, log: Callable[[str], None] = print) -> SearchResult:
+           registry: Any = None, log: Callable[[str], None] = print,
+           stale_after: int = STALE_AFTER) -> SearchResult:
     """Run (or continue) a search until the study holds ``trials`` finished trials.
 
     ``storage``: any Optuna storage URL (default ``sqlite:///OUT/study.db``); ``study``:
     the study name (default: the base spec's name). Several processes given the same
-    storage and study share the work."""
+    storage and study share the work. Trials left running by an interrupted search (no
+    heartbeat for ``stale_after`` seconds) are marked failed first (see
+    :func:`fail_stale_trials`)."""
     optuna = _optuna()
     if trials < 1 or budget_updates < 1:
         raise UserError("--trials and --budget-updates must be at least 1")
+    if stale_after < 1:
+        raise UserError("--stale-after must be at least 1 second")
     registry = registry if registry is not None else space.registry
     metric = resolve_metric(base, metric)
     for key in _keys(space):
@@ -131,13 +152,23 @@ def search(base: Spec, space: Space, out: str | Path, *, trials: int, budget_upd
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     direction = "maximize" if HIGHER_IS_BETTER[metric] else "minimize"
     try:
-        the_study = optuna.create_study(storage=storage, study_name=name, direction=direction,
+        the_study = optuna.create_study(storage=_storage(optuna, storage, stale_after),
+                                        study_name=name, direction=direction,
                                         load_if_exists=True)
     except Exception as error:  # a bad URL, an unreachable database, another direction
         raise UserError(f"cannot open study {name!r} in {storage}: {error}") from None
     if the_study.direction.name.lower() != direction:
         raise UserError(f"study {name!r} in {storage} is set to {the_study.direction.name.lower()}"
                         f", but metric {metric!r} needs {direction}; use another --study")
+    failed = fail_stale_trials(the_study, stale_after)
+    if failed:
+        log(f"study {name!r}: trials {', '.join(map(str, failed))} were left running by an "
+            f"interrupted search (no sign of life for {stale_after} s); marked failed")
+    busy = [t.number for t in the_study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+    if busy:
+        log(f"study {name!r}: trials {', '.join(map(str, busy))} are running elsewhere (or "
+            f"were interrupted less than {stale_after} s ago: they are marked failed later)")
     states = _finished(optuna)
     done = len(the_study.get_trials(deepcopy=False, states=states))
     # A fresh sampler seed per continuation: a resumed search must not replay its
@@ -165,6 +196,48 @@ def search(base: Spec, space: Space, out: str | Path, *, trials: int, budget_upd
     if rows:
         plot_search(rows, metric, out / "search.png")
     return result
+
+
+def _storage(optuna: Any, url: str, stale_after: int) -> Any:
+    """The study's storage at ``url``, with heartbeats: running trials record that they
+    are alive every ``HEARTBEAT_SECONDS`` (more often for a short ``stale_after``), and
+    Optuna itself fails those silent for ``stale_after`` seconds before each new trial."""
+    interval = max(1, min(HEARTBEAT_SECONDS, stale_after // 4))
+    with warnings.catch_warnings():  # heartbeats are an "experimental" Optuna feature
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=interval,
+                                          grace_period=stale_after)
+
+
+def fail_stale_trials(study: Any, stale_after: int = STALE_AFTER) -> list[int]:
+    """Mark the trials an interrupted search left ``RUNNING`` as failed; their numbers.
+
+    A trial is stale when its last heartbeat is more than ``stale_after`` seconds old, or,
+    for a trial that never beat one (started by a search without heartbeats, or by hand),
+    when it started more than ``stale_after`` seconds ago. Trials other processes are
+    running keep beating and are left alone. ``study``'s storage must have heartbeats
+    (:func:`search` opens it so)."""
+    optuna = _optuna()
+    storage = study._storage  # Optuna has no public call to fail one trial
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if not running:
+        return []
+    silent = set(storage._get_stale_trial_ids(study._study_id))  # heartbeats too old
+    now = datetime.datetime.now()  # Optuna stores local, naive start times
+    failed = []
+    for trial in running:
+        never_beat = HEARTBEAT_ATTR not in trial.user_attrs and trial.datetime_start is not None \
+            and (now - trial.datetime_start).total_seconds() > stale_after
+        if trial._trial_id not in silent and not never_beat:
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "note",
+                                        "interrupted: left running, marked failed")
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another process was faster
+            continue
+        failed.append(trial.number)
+    return failed
 
 
 def _finished(optuna: Any) -> tuple[Any, ...]:
@@ -197,6 +270,7 @@ class _Objective:
 
     def __call__(self, trial: Any) -> float:
         optuna = _optuna()
+        trial.set_user_attr(HEARTBEAT_ATTR, True)  # judged by its heartbeat if interrupted
         self.ran += 1
         started = time.perf_counter()
         try:
