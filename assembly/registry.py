@@ -15,6 +15,7 @@ import difflib
 import os
 from collections.abc import Iterable
 from importlib import metadata
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -30,14 +31,16 @@ BLOCK_ENV = "ASSEMBLY_BLOCK_PLUGINS"
 
 @attrs.frozen
 class PluginFailure:
-    """A plugin that could not be used, and why."""
+    """A plugin that could not be used, and why. ``action``: what failed — ``importing``
+    (it raised, or its records were refused) or ``registering`` (its name is taken)."""
 
     name: str
     dist: str
     message: str
+    action: str = "importing"
 
     def render(self) -> str:
-        return f'Error importing plugin "{self.name}" ({self.dist}): {self.message}'
+        return f'Error {self.action} plugin "{self.name}" ({self.dist}): {self.message}'
 
 
 @attrs.frozen
@@ -142,9 +145,15 @@ class Registry:
         except KeyError:
             raise UnknownComponent(self.unknown_message(kind, name)) from None
 
+    def known(self, kind: str) -> str:
+        """``known: a, b`` — the registered names of ``kind``, for messages (or that
+        there are none)."""
+        names = self.names(kind)
+        return f"known: {', '.join(names)}" if names else "none are registered"
+
     def unknown_message(self, kind: str, name: Any) -> str:
         known = self.names(kind)
-        message = f"unknown {kind} {name!r}; known: {', '.join(known) or '(none)'}"
+        message = f"unknown {kind} {name!r}; {self.known(kind)}"
         close = difflib.get_close_matches(str(name), known, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"
@@ -227,36 +236,54 @@ def make_registry(
     for name, plugin in BUILTIN_PLUGINS.items():
         manager.register(plugin, name=name)
         dists[name] = f"assembly (built in) {_core_version()}"
+
+    def fail(failure: PluginFailure, error: Exception | None = None) -> None:
+        if strict:
+            raise PluginError(failure.render()) from error
+        failures.append(failure)
+
     if entrypoints and not os.environ.get(AUTOLOAD_ENV):
         for entry_point in sorted(metadata.entry_points(group=PROJECT), key=lambda e: e.name):
-            if entry_point.name in blocked or manager.is_registered(entry_point.name):
+            if entry_point.name in blocked:
                 continue
-            dists[entry_point.name] = _dist_label(entry_point)
+            dist = _dist_label(entry_point)
+            if manager.has_plugin(entry_point.name):
+                fail(_name_taken(manager, entry_point.name, dist, dists))
+                continue
+            dists[entry_point.name] = dist
             try:
                 plugin = _instance(entry_point.load())
                 manager.register(plugin, name=entry_point.name)
             except Exception as error:
-                failure = PluginFailure(
-                    entry_point.name, dists[entry_point.name], f"{type(error).__name__}: {error}"
-                )
-                if strict:
-                    raise PluginError(failure.render()) from error
-                failures.append(failure)
+                fail(PluginFailure(entry_point.name, dist, f"{type(error).__name__}: {error}"),
+                     error)
     for plugin in plugins:
         name = getattr(plugin, "__name__", None) or type(plugin).__name__
         plugin = _instance(plugin)
         if manager.is_blocked(name):
             continue
+        if manager.has_plugin(name):
+            fail(_name_taken(manager, name, "injected", dists))
+            continue
         try:
             manager.register(plugin, name=name)
-        except ValueError as error:  # pluggy: name already registered
-            failure = PluginFailure(name, "injected", str(error))
-            if strict:
-                raise PluginError(failure.render()) from error
-            failures.append(failure)
+        except ValueError as error:  # pluggy: this very object is already registered
+            fail(PluginFailure(name, "injected", str(error), "registering"), error)
             continue
         dists.setdefault(name, "injected")
     return Registry(manager, failures, dists, strict)
+
+
+def _name_taken(manager: pluggy.PluginManager, name: str, dist: str,
+                dists: dict[str, str]) -> PluginFailure:
+    """The failure of a plugin whose name another plugin already holds: it names that
+    plugin and its distribution."""
+    holder = manager.get_plugin(name)
+    label = getattr(holder, "__name__", None) if isinstance(holder, ModuleType) else None
+    label = label or f"{type(holder).__module__}.{type(holder).__qualname__}"
+    return PluginFailure(name, dist, f"the name {name!r} is already registered by plugin "
+                                     f"{label} ({dists.get(name, '?')}); this one is not "
+                                     f"loaded", "registering")
 
 
 def _instance(plugin: Any) -> Any:

@@ -283,6 +283,34 @@ def test_a_plugin_that_fails_to_import_non_strict(entry_points: Callable[..., No
         "plugins that failed to load: broken @ $.encoder.cell.type")
 
 
+def test_an_entry_point_whose_name_is_taken_names_the_holder(
+        entry_points: Callable[..., None]) -> None:
+    entry_points(FakeEntryPoint("builtin-cells", lambda: TinyPlugin))
+    expected = ('Error registering plugin "builtin-cells" (broken-dist 1.2): the name '
+                "'builtin-cells' is already registered by plugin "
+                "assembly.builtin.cells.BuiltinCells (assembly (built in) 0.1.0); this one "
+                "is not loaded")
+    registry = make_registry(strict=False)
+    assert [failure.render() for failure in registry.failures] == [expected]
+    assert "tiny" not in registry.names("cell")
+    assert registry.source_of("cell", "lstm") == "builtin-cells"  # the holder keeps working
+    with pytest.raises(PluginError) as caught:
+        make_registry(strict=True)
+    assert str(caught.value) == expected
+
+
+def test_two_injected_plugins_of_one_name_name_the_holder() -> None:
+    first = _cell_plugin("Same", TINY)
+    registry = make_registry(plugins=[first, _cell_plugin("Same", _twin(TwinSpec))],
+                             entrypoints=False)
+    (failure,) = registry.failures
+    holder = f"{type(first).__module__}.Same"
+    assert failure.render() == ('Error registering plugin "Same" (injected): the name '
+                                f"'Same' is already registered by plugin {holder} "
+                                "(injected); this one is not loaded")
+    assert "tiny" in registry.names("cell") and "twin" not in registry.names("cell")
+
+
 def test_a_blocked_entry_point_is_not_loaded(entry_points: Callable[..., None],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     loaded: list[str] = []

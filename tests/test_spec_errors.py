@@ -57,7 +57,13 @@ def test_unknown_component_without_a_close_name_suggests_nothing() -> None:
 def test_unknown_component_in_a_list_has_the_item_index() -> None:
     message, path = one_problem('[[regularizers]]\ntype = "l2"\n')
     assert path == "$.regularizers[0].type"
-    assert message.startswith("unknown regularizer 'l2'; known: ")
+    assert message == "unknown regularizer 'l2'; none are registered"
+
+
+def test_a_kind_without_components_says_none_are_registered() -> None:
+    message, path = one_problem("[[regularizers]]\nweight = 1.0\n")
+    assert (message, path) == ("missing 'type' (a regularizer name; none are registered)",
+                               "$.regularizers[0].type")
 
 
 def test_missing_type() -> None:
@@ -91,7 +97,8 @@ def test_extra_top_level_key() -> None:
     ('depth = "3"\n', "expected an integer, got a string ('3')", "$.depth"),
     ("[source]\nvocab_size = 1.5\n", "expected an integer, got a number (1.5)",
      "$.source.vocab_size"),
-    ("[source]\nvocab_size = true\n", "expected an integer, got a boolean", "$.source.vocab_size"),
+    ("[source]\nvocab_size = true\n", "expected an integer, got a boolean (true)",
+     "$.source.vocab_size"),
     ("[encoder]\nbidirectional = 1\n", "expected true or false, got an integer (1)",
      "$.encoder.bidirectional"),
     ('[training.optimizer]\nlr = "fast"\n', "expected a number, got a string ('fast')",
@@ -108,6 +115,22 @@ def test_wrong_type(text: str, expected: str, path: str) -> None:
     message, got_path = one_problem(text)
     assert expected in message
     assert got_path == path
+
+
+@pytest.mark.parametrize(("text", "fmt", "expected"), [
+    ("[encoder]\nbidirectional = false\nhidden = false\n", "toml",
+     ("expected an integer, got a boolean (false)", "$.encoder.hidden")),
+    ('{"name": null}', "json", ("expected a string, got null", "$.name")),
+    ('{"encoder": {"hidden": [null, 2]}}', "json",
+     ("expected an integer, got null", "$.encoder.hidden[0]")),
+    ("name = [true, 1.5, \"a\"]\n", "toml",
+     ('expected a string, got a list ([true, 1.5, "a"])', "$.name")),
+    ('[training]\nseed = {a = false}\n', "toml",
+     ('expected an integer, got a table ({"a": false})', "$.training.seed")),
+])
+def test_values_are_shown_as_toml_and_json_write_them(text: str, fmt: str,
+                                                      expected: tuple[str, str]) -> None:
+    assert one_problem(text, fmt) == expected
 
 
 @pytest.mark.parametrize(("text", "expected", "path"), [

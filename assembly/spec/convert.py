@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import types
 import typing
@@ -60,6 +61,10 @@ def _strict_bool(value: Any, _type: Any) -> bool:
 
 
 def _describe(value: Any) -> str:
+    """A value as the user wrote it, with its kind: ``a boolean (true)``, ``null``,
+    ``a string ('3')``; booleans and null in TOML/JSON spelling, not Python's."""
+    if value is None:
+        return "null"
     kind = {
         bool: "a boolean",
         int: "an integer",
@@ -69,8 +74,16 @@ def _describe(value: Any) -> str:
         tuple: "a list",
         dict: "a table",
     }.get(type(value), type(value).__name__)
-    text = repr(value)
+    text = repr(value) if isinstance(value, str) else _as_data(value)
     return f"{kind} ({text if len(text) < 40 else text[:37] + '...'})"
+
+
+def _as_data(value: Any) -> str:
+    """``value`` written as JSON (``true``, ``null``, ``[1, "a"]``), else its repr."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # a TOML date, say
+        return repr(value)
 
 
 def _is_sizes(tp: Any) -> bool:
@@ -189,9 +202,7 @@ def make_converter(registry: Any) -> cattrs.Converter:
                 f"expected a table with a 'type' key naming a {kind}, got {_describe(value)}"
             )
         if "type" not in value:
-            error = SpecValueError(
-                f"missing 'type' (a {kind} name; known: {', '.join(registry.names(kind))})"
-            )
+            error = SpecValueError(f"missing 'type' (a {kind} name; {registry.known(kind)})")
             raise _in_class("type", tp, [error])
         name = value["type"]
         if not isinstance(name, str) or name not in registry.names(kind):
