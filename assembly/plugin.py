@@ -70,6 +70,12 @@ def _probability(_instance: Any, attribute: attrs.Attribute, value: Any) -> None
         raise ValueError(f"{attribute.name} must lie in [0, 1]; got {value!r}")
 
 
+# What each allows, as JSON Schema (``assemble schema`` merges it into the field's schema;
+# a plugin's own validator may carry a ``json_schema`` fragment the same way).
+_positive.json_schema = {"exclusiveMinimum": 0}  # type: ignore[attr-defined]
+_probability.json_schema = {"minimum": 0, "maximum": 1}  # type: ignore[attr-defined]
+
+
 one_of = _one_of
 positive = _positive
 probability = _probability

@@ -195,3 +195,35 @@ def test_generating_the_schema_imports_no_torch() -> None:
             "spec_schema(make_registry(entrypoints=False))\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_core_validators_describe_their_own_bounds() -> None:
+    """Every range the core's validators check reaches the schema through the validators'
+    own ``json_schema`` fragments: the generator knows no validator by name."""
+    from assembly.spec import schema
+
+    assert not [name for name in vars(schema) if "VALIDATORS" in name]
+    at_least_one = {"type": "integer", "minimum": 1}
+    assert SCHEMA["properties"]["depth"] == {"oneOf": [at_least_one, {
+        "type": "array", "items": at_least_one, "minItems": 2, "maxItems": 2,
+        "description": "[encoder depth, decoder depth]"}], "default": 1}
+    defs = SCHEMA["$defs"]
+    assert defs["EncoderSpec"]["properties"]["hidden"] == {"oneOf": [at_least_one, {
+        "type": "array", "items": at_least_one, "minItems": 1}], "default": 128}
+    training = defs["TrainingSpec"]["properties"]
+    assert training["threads"] == {"type": "integer", "minimum": 0, "default": 0}
+    assert training["label_smoothing"] == {"type": "number", "minimum": 0,
+                                           "exclusiveMaximum": 1, "default": 0.0}
+    assert training["scheduled_sampling"] == {"type": "number", "minimum": 0, "maximum": 1,
+                                              "default": 0.0}
+    assert defs["OptimizerSpec"]["properties"]["lr"] == {"type": "number",
+                                                         "exclusiveMinimum": 0,
+                                                         "default": 0.001}
+    assert _errors({"training": {"threads": -1}})
+    assert _errors({"depth": [1, 2, 3]})
+
+
+def test_the_document_shares_nothing_with_the_validators() -> None:
+    schema = spec_schema(REGISTRY)
+    schema["properties"]["depth"]["oneOf"][0]["minimum"] = 99
+    assert spec_schema(REGISTRY)["properties"]["depth"]["oneOf"][0]["minimum"] == 1

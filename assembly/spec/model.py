@@ -29,6 +29,10 @@ Sizes = int | tuple[int, ...]
 """One size for every layer, or one per layer."""
 
 
+# Each validator carries what it allows as a JSON Schema fragment (``json_schema``), which
+# the schema generator (assembly.spec.schema) merges into the field's schema.
+
+
 def _sizes(_instance: Any, attribute: attrs.Attribute, value: Sizes) -> None:
     values = (value,) if isinstance(value, int) else value
     if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
@@ -38,10 +42,32 @@ def _sizes(_instance: Any, attribute: attrs.Attribute, value: Sizes) -> None:
         )
 
 
+_sizes.json_schema = {  # type: ignore[attr-defined]
+    "oneOf": [
+        {"type": "integer", "minimum": 1},
+        {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
+    ]
+}
+
+
 def _depth(_instance: Any, attribute: attrs.Attribute, value: Sizes) -> None:
     _sizes(_instance, attribute, value)
     if isinstance(value, tuple) and len(value) != 2:
         raise ValueError(f"depth must be an integer or an [encoder, decoder] pair; got {value!r}")
+
+
+_depth.json_schema = {  # type: ignore[attr-defined]
+    "oneOf": [
+        {"type": "integer", "minimum": 1},
+        {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 1},
+            "minItems": 2,
+            "maxItems": 2,
+            "description": "[encoder depth, decoder depth]",
+        },
+    ]
+}
 
 
 def _non_negative(_instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -49,9 +75,15 @@ def _non_negative(_instance: Any, attribute: attrs.Attribute, value: Any) -> Non
         raise ValueError(f"{attribute.name} must be >= 0; got {value!r}")
 
 
+_non_negative.json_schema = {"minimum": 0}  # type: ignore[attr-defined]
+
+
 def _dropout(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
     if not 0.0 <= value < 1.0:
         raise ValueError(f"{attribute.name} must lie in [0, 1); got {value!r}")
+
+
+_dropout.json_schema = {"minimum": 0, "exclusiveMaximum": 1}  # type: ignore[attr-defined]
 
 
 @attrs.frozen(kw_only=True)

@@ -8,11 +8,11 @@ Nothing here is written by hand per field: every property comes from an attrs fi
 - its default from the attrs default (factories are called and dumped the way
   :func:`~assembly.spec.io.dumps_spec` writes them);
 - allowed values from the validators: :func:`assembly.plugin.one_of` keeps its choices in
-  ``allowed`` (→ ``enum``), :func:`~assembly.plugin.positive` and
-  :func:`~assembly.plugin.probability` become bounds, the spec module's range validators
-  likewise. A validator may also carry its own fragment as a ``json_schema`` attribute
-  (a dict merged into the field's schema), which is how a plugin can describe a rule the
-  generator does not know.
+  ``allowed`` (→ ``enum``); every other validator that says what it allows carries a JSON
+  Schema fragment as its ``json_schema`` attribute (a dict merged into the field's
+  schema): :func:`~assembly.plugin.positive` and :func:`~assembly.plugin.probability`
+  (bounds), the spec module's range and size validators, and any plugin's own. The
+  generator knows no validator by name.
 
 Open component slots (``encoder.cell``, ``sampler``, ``regularizers[]``, ...) become a
 ``oneOf`` over the registry's records of that kind, each keyed by ``"type": {"const": name}``.
@@ -25,6 +25,7 @@ input feeding only with position ``after``, ...) are checked by
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import types
@@ -33,41 +34,13 @@ from typing import Any
 
 import attrs
 
-from assembly.plugin import KINDS, ComponentSpec, positive, probability
+from assembly.plugin import KINDS, ComponentSpec
 from assembly.spec import model
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 """The ``$schema`` of the generated document."""
 
 _BASE_KIND: dict[type, str] = {base: kind for kind, (_record, base) in KINDS.items()}
-
-_POSITIVE_INT_OR_LIST = {
-    "oneOf": [
-        {"type": "integer", "minimum": 1},
-        {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1},
-    ]
-}
-
-_KNOWN_VALIDATORS: dict[Any, dict[str, Any]] = {
-    positive: {"exclusiveMinimum": 0},
-    probability: {"minimum": 0, "maximum": 1},
-    model._dropout: {"minimum": 0, "exclusiveMaximum": 1},
-    model._non_negative: {"minimum": 0},
-    model._sizes: _POSITIVE_INT_OR_LIST,
-    model._depth: {
-        "oneOf": [
-            {"type": "integer", "minimum": 1},
-            {
-                "type": "array",
-                "items": {"type": "integer", "minimum": 1},
-                "minItems": 2,
-                "maxItems": 2,
-                "description": "[encoder depth, decoder depth]",
-            },
-        ]
-    },
-}
-"""Validators of the core whose meaning the generator knows, by identity."""
 
 
 def spec_schema(registry: Any = None) -> dict[str, Any]:
@@ -260,14 +233,11 @@ def _validator_schema(validator: Any) -> dict[str, Any]:
         return result
     own = getattr(validator, "json_schema", None)
     if isinstance(own, dict):
-        return dict(own)
+        return copy.deepcopy(own)  # the generated document shares nothing with it
     allowed = getattr(validator, "allowed", None)
     if isinstance(allowed, tuple | list) and allowed:
         return {"enum": list(allowed)}
-    try:
-        return dict(_KNOWN_VALIDATORS.get(validator, {}))
-    except TypeError:  # an unhashable validator object
-        return {}
+    return {}
 
 
 def _merge(schema: dict[str, Any], constraint: dict[str, Any]) -> dict[str, Any]:
