@@ -1,8 +1,11 @@
 """The public plugin API: the one module a plugin imports from.
 
 Everything a plugin needs is here: the ``hookimpl`` marker, the record types it returns
-from its hooks, the spec base classes its components derive from, and (imported lazily,
-so that this module itself imports no torch) the torch base classes of recurrent layers.
+from its hooks, the spec base classes its components derive from, the error types
+(``UserError``; ``SpecError`` made of ``Problem`` lines, each with its ``$.path``), and
+(imported lazily, so that this module itself imports no torch) the torch base classes of
+recurrent layers and the host's functions a plugin's own tools may need: ``load_spec``,
+``dump_spec`` and ``make_registry``.
 
 A minimal cell plugin::
 
@@ -34,6 +37,8 @@ from typing import Any
 
 import attrs
 import pluggy
+
+from assembly.errors import Problem, SpecError, UserError
 
 PROJECT = "assembly"
 """Names the pluggy project, the hook prefix and the entry-point group."""
@@ -245,11 +250,16 @@ _LAZY = {
     "UNK_ID": "assembly.data.vocab",
     "load_run": "assembly.run",
     "LoadedRun": "assembly.run",
+    # the spec files and the registry import this module: they come on first use
+    "load_spec": "assembly.spec.io",
+    "dump_spec": "assembly.spec.io",
+    "make_registry": "assembly.registry",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Torch-side base classes, imported on first use so this module stays torch-free."""
+    """Torch-side base classes and the host's functions, imported on first use so this
+    module stays torch-free (and free of import cycles)."""
     if name in _LAZY:
         import importlib
 
@@ -266,11 +276,14 @@ __all__ = [
     "ComponentSpec",
     "PlacementPlugin",
     "PlacementSpec",
+    "Problem",
     "RegularizerContext",
     "RegularizerPlugin",
     "RegularizerSpec",
     "SamplerPlugin",
     "SamplerSpec",
+    "SpecError",
+    "UserError",
     "hookimpl",
     "one_of",
     "positive",

@@ -10,15 +10,10 @@ from __future__ import annotations
 import os
 
 import torch
-from assembly.plugin import Placement
+from assembly.plugin import Placement, UserError
 from torch import nn
 
 from assembly_placement.specs import DataParallelSpec
-
-try:  # the public plugin API, once it exports the error types
-    from assembly.plugin import UserError  # type: ignore[attr-defined]
-except ImportError:  # TODO(public API): export UserError from assembly.plugin
-    from assembly.errors import UserError
 
 
 def local_rank() -> int:

@@ -14,12 +14,7 @@ import re
 from typing import Any
 
 import attrs
-from assembly.plugin import PlacementSpec, one_of
-
-try:  # the public plugin API, once it exports the error types
-    from assembly.plugin import Problem, SpecError  # type: ignore[attr-defined]
-except ImportError:  # TODO(public API): export Problem and SpecError from assembly.plugin
-    from assembly.errors import Problem, SpecError
+from assembly.plugin import PlacementSpec, Problem, SpecError, one_of
 
 _DEVICE = re.compile(r"[a-z][a-z0-9_]*(:[0-9]+)?")
 AUTO = "auto"

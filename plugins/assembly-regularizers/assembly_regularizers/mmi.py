@@ -172,9 +172,7 @@ def check_vocabularies(forward: str | Path, *, lm: str | Path | None = None,
 
 
 def _derive(args: argparse.Namespace, derive: Any) -> int:
-    # TODO(public API): assembly.plugin should export load_spec/dump_spec and the registry.
-    from assembly.registry import make_registry
-    from assembly.spec import dump_spec, load_spec
+    from assembly.plugin import dump_spec, load_spec, make_registry
 
     registry = make_registry()
     spec = load_spec(args.spec, registry)
