@@ -1,9 +1,20 @@
-"""The encoder stack: recurrent layers (optionally bidirectional) with dropout between."""
+"""The encoder stack: recurrent layers (optionally bidirectional) with dropout between.
+
+When every layer is a fused built-in and some source is padded, the whole stack runs on
+data packed once (dropout applies to the packed data: the same positions, padding has
+none), and each intermediate layer's padded outputs are only unpacked if something reads
+them (regularisers). What it buys: packing and unpacking between layers cost the deep
+4 + 4-layer model ~15 % of its encoder time against a plain multi-layer nn.LSTM.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
+import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from assembly.nn.layers import BidirectionalLayer, State, last_valid
 
@@ -19,13 +30,22 @@ def device_of(module: nn.Module) -> object:
 class EncoderOutput:
     """outputs (B, S, M) zero at padding; mask (B, S) true at valid steps; per-layer final
     states; summary (B, M): the top layer's final output (both directions when
-    bidirectional); layer_outputs: every layer's outputs (B, S, O_k)."""
+    bidirectional); ``layer_outputs``: every layer's outputs (B, S, O_k), computed on
+    first access when the stack ran packed (``unpack`` turns packed data into them)."""
 
     outputs: Tensor
     mask: Tensor
     states: list[State]
     summary: Tensor
-    layer_outputs: list[Tensor]
+    _layer_outputs: list[Tensor]
+    _unpack: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def layer_outputs(self) -> list[Tensor]:
+        if self._unpack is not None:
+            self._layer_outputs = [self._unpack(data) for data in self._layer_outputs]
+            self._unpack = None
+        return self._layer_outputs
 
 
 class Encoder(nn.Module):
@@ -38,8 +58,18 @@ class Encoder(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output_size = layers[-1].output_size
 
+    @property
+    def runs_packed(self) -> bool:
+        """Whether every layer can run on data packed once for the stack."""
+        return all(layer.runs_packed if isinstance(layer, BidirectionalLayer)
+                   else hasattr(layer, "forward_packed") for layer in self.layers)
+
     def forward(self, x: Tensor, lengths: Tensor) -> EncoderOutput:
         """x (B, S, I) embedded source, lengths (B,) → :class:`EncoderOutput`."""
+        steps = x.shape[1]
+        if (self.runs_packed and bool(lengths.min() < steps)
+                and all(device_of(layer) == x.device for layer in self.layers)):
+            return self._forward_packed(x, lengths)
         states: list[State] = []
         layer_outputs: list[Tensor] = []
         summary = x
@@ -54,12 +84,33 @@ class Encoder(nn.Module):
                 summary = last_valid(x, lengths)
             states.append(state)
             layer_outputs.append(x)
+        return EncoderOutput(x, _valid(lengths, x), states, summary, layer_outputs)
+
+    def _forward_packed(self, x: Tensor, lengths: Tensor) -> EncoderOutput:
+        """The stack on data packed once (see the module docstring)."""
+        from assembly.nn.fused import unpack
+
         steps = x.shape[1]
-        mask = lengths.to(x.device)[:, None] > _arange(steps, x)[None, :]  # (B, S)
-        return EncoderOutput(x, mask, states, summary, layer_outputs)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        data = packed.data  # (N, I): the valid steps only
+        states: list[State] = []
+        packed_outputs: list[Tensor] = []
+        for index, layer in enumerate(self.layers):
+            if index > 0:
+                data = self.dropout(data)
+            if isinstance(layer, BidirectionalLayer):
+                data, state, summary = layer.forward_packed(data, packed)
+            else:
+                data, state = layer.forward_packed(data, packed)
+                summary = state[0]  # a fused layer's output is its hidden state
+            states.append(state)
+            packed_outputs.append(data)
+        outputs = unpack(data, packed, steps)  # (B, S, M)
+        return EncoderOutput(outputs, _valid(lengths, outputs), states, summary,
+                             packed_outputs, lambda data: unpack(data, packed, steps))
 
 
-def _arange(steps: int, like: Tensor) -> Tensor:
-    import torch
-
-    return torch.arange(steps, device=like.device)
+def _valid(lengths: Tensor, outputs: Tensor) -> Tensor:
+    """(B, S) true at valid steps."""
+    steps = torch.arange(outputs.shape[1], device=outputs.device)
+    return lengths.to(outputs.device)[:, None] > steps[None, :]

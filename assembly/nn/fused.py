@@ -62,7 +62,7 @@ class _FusedLayer(RecurrentLayer):
             self.bias_hh[gate * h:(gate + 1) * h].zero_()
 
     # The kernels take the hidden state as (1 or 2, B, H) in the packed order.
-    def _run(self, packed: PackedSequence, hx: Any, weights: list[Tensor],
+    def _run(self, data: Tensor, batch_sizes: Tensor, hx: Any, weights: list[Tensor],
              bidirectional: bool) -> tuple[Tensor, Any]:  # pragma: no cover
         raise NotImplementedError
 
@@ -83,12 +83,19 @@ class _FusedLayer(RecurrentLayer):
                                              self.flat_weights(), False)
             return output, self._from_dense(hidden, 0)
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        output, hidden = self._run(packed, self._to_kernel(state, packed),
+        output, final = self.forward_packed(packed.data, packed, state)
+        return unpack(output, packed, steps), final
+
+    def forward_packed(self, data: Tensor, packed: PackedSequence,
+                       state: State | None = None) -> tuple[Tensor, State]:
+        """Over data already packed (``packed`` gives the order): data (N, I) → (outputs
+        (N, O) in the same packed order, final state (B, ·) in batch order). Lets a stack
+        of layers pack once instead of once per layer."""
+        if state is None:
+            state = self.initial_state(packed.sorted_indices.numel(), data)
+        output, hidden = self._run(data, packed.batch_sizes, self._to_kernel(state, packed),
                                    self.flat_weights(), False)
-        outputs, _ = pad_packed_sequence(
-            PackedSequence(output, packed.batch_sizes, packed.sorted_indices,
-                           packed.unsorted_indices), batch_first=True, total_length=steps)
-        return outputs, self._from_kernel(hidden, packed, 0)
+        return output, self._from_kernel(hidden, packed, 0)
 
     def _to_dense(self, state: State, directions: int) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -114,14 +121,31 @@ class _FusedLayer(RecurrentLayer):
             return (output[..., :h], output[..., h:], forward_layer._from_dense(hidden, 0),
                     backward_layer._from_dense(hidden, 1))
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out_f, out_b, state_f, state_b = _FusedLayer.run_bidirectional_packed(
+            forward_layer, backward_layer, packed.data, packed)
+        return (unpack(out_f, packed, steps), unpack(out_b, packed, steps), state_f, state_b)
+
+    @staticmethod
+    def run_bidirectional_packed(forward_layer: _FusedLayer, backward_layer: _FusedLayer,
+                                 data: Tensor, packed: PackedSequence
+                                 ) -> tuple[Tensor, Tensor, State, State]:
+        """Both directions over data already packed: (N, I) → each direction's outputs
+        (N, H) in packed order and final states in batch order."""
+        zeros = forward_layer.initial_state(packed.sorted_indices.numel(), data)
         hx = forward_layer._to_kernel(zeros, packed, directions=2)
-        output, hidden = forward_layer._run(packed, hx, weights, True)
-        outputs, _ = pad_packed_sequence(
-            PackedSequence(output, packed.batch_sizes, packed.sorted_indices,
-                           packed.unsorted_indices), batch_first=True, total_length=steps)
-        return (outputs[..., :h], outputs[..., h:],
-                forward_layer._from_kernel(hidden, packed, 0),
+        weights = forward_layer.flat_weights() + backward_layer.flat_weights()
+        output, hidden = forward_layer._run(data, packed.batch_sizes, hx, weights, True)
+        h = forward_layer.hidden_size
+        return (output[:, :h], output[:, h:], forward_layer._from_kernel(hidden, packed, 0),
                 backward_layer._from_kernel(hidden, packed, 1))
+
+
+def unpack(data: Tensor, packed: PackedSequence, steps: int) -> Tensor:
+    """Packed data (N, ·) in ``packed``'s order → padded (B, steps, ·), zero at padding."""
+    outputs, _ = pad_packed_sequence(
+        PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
+                       packed.unsorted_indices), batch_first=True, total_length=steps)
+    return outputs
 
 
 def _unpadded(lengths: Tensor, steps: int) -> bool:
@@ -163,9 +187,9 @@ class FusedLSTM(_FusedLayer):
                 self._set_gate_bias(0, self.spec.gate_bias)
                 self._set_gate_bias(3, self.spec.gate_bias)
 
-    def _run(self, packed: PackedSequence, hx: Any, weights: list[Tensor],
+    def _run(self, data: Tensor, batch_sizes: Tensor, hx: Any, weights: list[Tensor],
              bidirectional: bool) -> tuple[Tensor, Any]:
-        output, h, c = _VF.lstm(packed.data, packed.batch_sizes, hx, weights, self.has_bias,
+        output, h, c = _VF.lstm(data, batch_sizes, hx, weights, self.has_bias,
                                 1, 0.0, self.training, bidirectional)
         return output, (h, c)
 
@@ -210,9 +234,9 @@ class FusedGRU(_FusedLayer):
             self._set_gate_bias(0, self.spec.gate_bias)
             self._set_gate_bias(1, sign * self.spec.gate_bias)
 
-    def _run(self, packed: PackedSequence, hx: Any, weights: list[Tensor],
+    def _run(self, data: Tensor, batch_sizes: Tensor, hx: Any, weights: list[Tensor],
              bidirectional: bool) -> tuple[Tensor, Any]:
-        output, h = _VF.gru(packed.data, packed.batch_sizes, hx, weights, self.has_bias,
+        output, h = _VF.gru(data, batch_sizes, hx, weights, self.has_bias,
                             1, 0.0, self.training, bidirectional)
         return output, h
 

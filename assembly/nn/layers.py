@@ -159,3 +159,19 @@ class BidirectionalLayer(nn.Module):
         state = tuple(self._combine(f, b) for f, b in zip(state_f, state_b, strict=True))
         summary = self._combine(last_valid(out_f, lengths), out_b[:, 0])
         return outputs, state, summary
+
+    @property
+    def runs_packed(self) -> bool:
+        """Whether the layer can run on data packed once for a whole stack (fused
+        built-ins whose output is their hidden state)."""
+        return (hasattr(type(self.forward_layer), "run_bidirectional_packed")
+                and type(self.backward_layer) is type(self.forward_layer))
+
+    def forward_packed(self, data: Tensor, packed: Any) -> tuple[Tensor, State, Tensor]:
+        """Like :meth:`forward` on packed data (N, I) (``packed`` a PackedSequence giving
+        the order) → outputs (N, O'), merged final states, summary (B, O'). Each
+        direction's final hidden state is its last output, so it is the summary."""
+        out_f, out_b, state_f, state_b = type(self.forward_layer).run_bidirectional_packed(
+            self.forward_layer, self.backward_layer, data, packed)
+        state = tuple(self._combine(f, b) for f, b in zip(state_f, state_b, strict=True))
+        return self._combine(out_f, out_b), state, self._combine(state_f[0], state_b[0])
