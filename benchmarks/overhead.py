@@ -3,8 +3,10 @@
 The reference model (``build_model`` from specs/reference.toml) and a deep 4+4-layer
 variant (the same spec with ``depth = 4``) are rebuilt by hand in plain torch (nn.Embedding,
 nn.LSTM bidirectional packed, one nn.Linear bridge per state tensor h and c, an nn.LSTMCell
-decoder loop with input feeding, additive attention as in assembly/nn/attention.py, the
-attentional tanh(W[c; h]) layer and a linear output). The assembled model's weights are
+decoder loop with input feeding, additive attention as in assembly/nn/attention.py — its
+scores through the same sigmoid form 2 vᵀσ(2z) (see that module), so that the ratio
+measures framework overhead and not the formula — the attentional tanh(W[c; h]) layer and
+a linear output). The assembled model's weights are
 copied in, the outputs are checked equal (eval mode, atol 1e-5), then forward + backward
 (train mode, same dropout placement; dropout masks differ between the two, which does not
 change the work) is timed on the same batches, alternating the two models repeat by
@@ -150,7 +152,7 @@ class PlainSeq2Seq(nn.Module):
         enc_out, (h_n, c_n) = self.encoder(packed)
         values, _ = pad_packed_sequence(enc_out, batch_first=True,
                                         total_length=source.shape[1])
-        keys = self.key_map(values)
+        keys = self.key_map(values) * 2  # 2 U k: vᵀ tanh(z) = 2 vᵀ σ(2z) − Σv, as the framework
         mask = torch.arange(source.shape[1])[None, :] < source_lengths[:, None]
         h_n = h_n.view(self.layers, 2, batch, -1)
         c_n = c_n.view(self.layers, 2, batch, -1)
@@ -167,7 +169,8 @@ class PlainSeq2Seq(nn.Module):
             for i, cell in enumerate(self.cells):
                 hs[i], cs[i] = cell(x, (hs[i], cs[i]))
                 x = self.drop(hs[i]) if i < self.layers - 1 else hs[i]
-            scores = self.vector(torch.tanh(keys + self.query_map(x).unsqueeze(1))).squeeze(2)
+            squashed = torch.sigmoid(keys + (self.query_map(x) * 2).unsqueeze(1))
+            scores = self.vector(squashed).squeeze(2) * 2
             weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
             context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)
             feed = self.drop(torch.tanh(self.attentional(torch.cat([context, x], -1))))
