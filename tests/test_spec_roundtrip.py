@@ -74,14 +74,15 @@ def trainings(draw: Any, token_mode: bool) -> TrainingSpec:
 
 
 @st.composite
-def datas(draw: Any) -> DataSpec:
+def datas(draw: Any, token_mode: bool) -> DataSpec:
     low = draw(st.integers(1, 10))
     fmt = draw(st.sampled_from(("tsv", "parallel", "npy")))
     paths = st.text(min_size=1, max_size=12)
     files = st.lists(paths, min_size=2, max_size=2) if fmt == "parallel" else \
         st.lists(paths, max_size=2)
     train = tuple(draw(files))
-    tasks = st.sampled_from(("copy", "reverse", "sort", "addition"))
+    tasks = st.sampled_from(("copy", "reverse", "sort", "addition") if token_mode
+                            else ("copy", "reverse", "sine"))
     return DataSpec(
         task=None if train else draw(tasks),
         train_size=draw(count), dev_size=draw(count), test_size=draw(count),
@@ -96,7 +97,8 @@ def datas(draw: Any) -> DataSpec:
 def full_specs(draw: Any) -> Spec:
     """Random architectures with random training and data sections and any name."""
     spec = draw(spec_strategy(REGISTRY))
-    return attrs.evolve(spec, training=draw(trainings(spec.token_mode)), data=draw(datas()),
+    return attrs.evolve(spec, training=draw(trainings(spec.token_mode)),
+                        data=draw(datas(spec.token_mode)),
                         name=draw(st.text(max_size=10)))
 
 

@@ -3,6 +3,7 @@ run; the paper-sized ones are built on the meta device (no memory) and counted."
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,36 @@ def test_the_continuous_specs_differ_in_their_stop() -> None:
     assert "stop" not in [row.path for row in fixed.rows]
     assert learned.spec.continuous.output_length is None
     assert [row.path for row in learned.rows][-1] == "stop"
+
+
+CONTINUOUS = sorted(p for p in SPEC_FILES if load_spec(p, REGISTRY).mode == "continuous")
+
+
+def test_every_continuous_spec_uses_a_built_in_task() -> None:
+    assert [p.name for p in CONTINUOUS] == ["continuous-stop.json", "continuous.toml"]
+    for path in CONTINUOUS:
+        data = load_spec(path, REGISTRY).data
+        assert data.task is not None and not data.train  # nothing to download or generate
+
+
+@pytest.mark.parametrize("path", CONTINUOUS, ids=[p.name for p in CONTINUOUS])
+def test_each_continuous_spec_trains_as_shipped(path: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A couple of updates on fewer examples (the shipped spec otherwise), then the run
+    evaluates and decodes from the command line."""
+    import attrs
+    from helpers_train import cli, trainer
+
+    spec = load_spec(path, REGISTRY)
+    spec = attrs.evolve(
+        spec, training=attrs.evolve(spec.training, max_updates=2, epochs=1),
+        data=attrs.evolve(spec.data, train_size=2 * spec.training.batch_size, dev_size=8,
+                          test_size=8))
+    run = tmp_path / "run"
+    result = trainer(spec, run, spec_dir=SPECS_DIR).fit()
+    assert result.updates == 2
+    assert {"mse", "loss"} <= set(result.dev)
+    assert all(math.isfinite(value) for value in result.dev.values())
+    code, out, err = cli(["evaluate", run, "--format", "json"], capsys)
+    assert code == 0, err
+    assert "mse" in out

@@ -1,4 +1,5 @@
-"""Built-in generated tasks, so that training runs with no download.
+"""Built-in generated tasks, so that training runs with no download (the token tasks; the
+continuous ones are in :mod:`assembly.data.continuous_tasks`).
 
 Every task maps a random source sequence of symbol tokens to a target sequence:
 

@@ -293,9 +293,10 @@ class TrainingSpec:
 
 @attrs.frozen(kw_only=True)
 class DataSpec:
-    """Where the data comes from: a built-in generated ``task`` (copy, reverse, sort,
-    addition; the default is ``reverse`` unless ``train`` files are named), or files.
-    File paths are relative to the spec file.
+    """Where the data comes from: a built-in generated ``task`` (token mode: copy,
+    reverse, sort, addition; continuous mode: copy, reverse, sine; the default is
+    ``reverse`` unless ``train`` files are named), or files. File paths are relative to
+    the spec file.
 
     ``format``: ``tsv`` (source<TAB>target per line), ``parallel`` (``train`` names a
     ``source,target`` pair as a list), ``npy`` (continuous: pairs of arrays). ``tokenizer``:

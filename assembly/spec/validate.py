@@ -88,6 +88,14 @@ def check_spec(spec: Spec, registry: Any = None) -> list[Problem]:
                                 "$.training.metric"))
     if data.task is None and not data.train:
         problems.append(Problem("give a generated task or train files", "$.data"))
+    if data.task is not None:
+        from assembly.data.continuous_tasks import CONTINUOUS_TASKS
+        from assembly.data.tasks import TASKS
+
+        known = TASKS if spec.token_mode else CONTINUOUS_TASKS
+        if data.task not in known:
+            problems.append(Problem(f"unknown task {data.task!r} in {spec.mode} mode; known: "
+                                    f"{', '.join(sorted(known))}", "$.data.task"))
     if data.format == "parallel":
         for split in ("train", "dev", "test"):
             files = getattr(data, split)

@@ -1,9 +1,9 @@
 """Turn a spec's ``[data]`` section into datasets and vocabularies.
 
-Generated tasks need no files; user data comes as TSV, parallel text or .npy arrays
-(paths relative to the spec file). Vocabularies are built from the training data and
-saved with the run, or loaded from it on resume. The spec's vocabulary sizes are filled
-in from them.
+Generated tasks (token or continuous) need no files; user data comes as TSV, parallel text
+or .npy arrays (paths relative to the spec file). Vocabularies are built from the training
+data and saved with the run, or loaded from it on resume. The spec's vocabulary sizes are
+filled in from them.
 """
 
 from __future__ import annotations
@@ -62,8 +62,19 @@ def read_split(spec: Spec, files: tuple[str, ...], base: Path) -> Any:
 
 
 def load_pairs(spec: Spec, base: Path) -> dict[str, Any]:
-    """Every split the spec names: generated, or read from files."""
+    """Every split the spec names: generated (token pairs, or arrays in continuous mode),
+    or read from files."""
     data = spec.data
+    if data.task is not None and not data.train and not spec.token_mode:
+        from assembly.data.continuous_tasks import split_arrays
+
+        if spec.continuous is None:
+            raise DataError("continuous mode needs a [continuous] section")
+        return split_arrays(data.task, data.train_size, data.dev_size, data.test_size,
+                            data.seed, input_dim=spec.continuous.input_dim,
+                            output_dim=spec.continuous.output_dim,
+                            output_length=spec.continuous.output_length,
+                            min_length=data.min_length, max_length=data.max_length)
     if data.task is not None and not data.train:
         return split_task(data.task, data.train_size, data.dev_size, data.test_size, data.seed,
                           min_length=data.min_length, max_length=data.max_length,
