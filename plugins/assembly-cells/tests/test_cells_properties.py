@@ -207,7 +207,7 @@ def test_runs_under_autocast(cell: str) -> None:
     lengths = torch.tensor([4, 2, 1])
     exact, _ = layer(x, lengths)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        outputs, state = layer(x, lengths)
+        outputs, _state = layer(x, lengths)
         layer.step(x[:, 0], layer.initial_state(3, x))
     outputs.float().sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in layer.parameters())
