@@ -29,7 +29,7 @@ case "${1:-}" in
     "$PYTHON" -m assembly check specs/reference.toml
     "$PYTHON" -m assembly train specs/reference.toml --out "$out"
     "$PYTHON" -m assembly generate "$out" --input "a b c d e f g" --input "t s r q" \
-      --input "h e l l o w o r l d" --input "b a d c a f e"
+      --input "s e q t o s e q" --input "b a d c a f e"
     "$PYTHON" -m assembly evaluate "$out"
     ;;
   test)

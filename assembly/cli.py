@@ -272,9 +272,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     results = generate(run, inputs, sampler=sampler, seed=args.seed,
                        batch_size=args.batch_size)
     for index, result in enumerate(results):
+        if result.unknown:
+            print(f"warning: input {index + 1}: not in the source vocabulary, read as <unk>: "
+                  f"{' '.join(result.unknown)}", file=sys.stderr)
         if args.format == "json":
             print(json.dumps({"input": inputs[index], "outputs": result.texts,
-                              "scores": result.scores}))
+                              "scores": result.scores, "unknown": result.unknown}))
         elif len(result.texts) == 1:
             print(result.text)
         else:

@@ -288,6 +288,19 @@ def test_generate_from_a_file_json_and_plots(
     assert all(len(p["outputs"]) == len(p["scores"]) == 1 for p in parsed)
 
 
+def test_generate_warns_about_tokens_outside_the_vocabulary(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = cli(["generate", run_dir, "--input", "a zz b zz", "--input", "a b"],
+                         capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 2  # still decoded, <unk> in place of zz
+    assert "input 1: not in the source vocabulary, read as <unk>: zz" in err
+    assert "input 2" not in err
+    code, out, _err = cli(["generate", run_dir, "--input", "a zz", "--format", "json"], capsys)
+    assert json.loads(out)["unknown"] == ["zz"]
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -22,13 +22,15 @@ __all__ = ["Generated", "decode_batches", "generate", "load_run", "make_sampler"
 @attrs.define
 class Generated:
     """One input's results: hypotheses best first (tokens and text), their scores, and
-    the attention weights of each (T, S) or None."""
+    the attention weights of each (T, S) or None; ``unknown``: the input's tokens that
+    are not in the source vocabulary (each was read as ``<unk>``)."""
 
     source: list[str]
     hypotheses: list[list[str]]
     texts: list[str]
     scores: list[float]
     attention: list[torch.Tensor | None]
+    unknown: list[str] = attrs.Factory(list)
 
     @property
     def text(self) -> str:
@@ -97,7 +99,8 @@ def generate(run: LoadedRun | str, inputs: Sequence[str], *, sampler: Any = None
     results = []
     for tokens, (hyps, scores, attention, _vectors) in zip(tokenized, decoded, strict=True):
         words = [run.target_vocab.decode(h) for h in hyps]
+        unknown = list(dict.fromkeys(t for t in tokens if t not in run.source_vocab))
         results.append(Generated(tokens, words,
                                  [detokenize(w, spec.data.tokenizer) for w in words],
-                                 list(scores), list(attention)))
+                                 list(scores), list(attention), unknown))
     return results
