@@ -331,8 +331,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
-THREADS_HELP = ("torch intra-op threads for this command (overrides training.threads; 0: "
-                "torch's default)")
+THREADS_HELP = ("torch intra-op threads for this command (train: overrides training.threads; "
+                "generate/evaluate: default torch's own, one per core)")
 
 
 def _threads(text: str) -> int:

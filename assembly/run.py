@@ -29,8 +29,9 @@ def load_run(path: str | Path, registry: Any = None, *, device: str | None = Non
     """Load ``path`` (a model or run directory). ``weights="model"`` takes the run's
     final/best ``model.safetensors`` (or its latest checkpoint while still training).
     The model is placed as the spec's ``placement`` says, like the trainer places it;
-    ``device`` puts all of it there instead. ``threads`` overrides the spec's
-    ``training.threads``: torch intra-op threads for decoding (0: torch's default)."""
+    ``device`` puts all of it there instead. ``threads``: torch intra-op threads for decoding
+    (None or 0: torch's default; the spec's ``training.threads`` is for training — large
+    decoding batches gain from every core)."""
     from assembly.build import build_model
     from assembly.data import Vocabulary
     from assembly.placement import place_model, set_threads
@@ -45,7 +46,7 @@ def load_run(path: str | Path, registry: Any = None, *, device: str | None = Non
 
         registry = make_registry()
     spec = load_spec(path / "spec.toml", registry)
-    set_threads(spec.training.threads if threads is None else threads)
+    set_threads(threads)
     source_vocab = target_vocab = None
     if spec.token_mode:
         if not (path / "vocab.source.json").exists():

@@ -1,6 +1,7 @@
-"""``training.threads``: the trainer, ``load_run`` and the ``train`` / ``generate`` /
-``evaluate`` commands set torch's intra-op thread count; ``--threads N`` overrides the
-spec for one command; a negative count is a spec error with its path."""
+"""``training.threads``: the trainer sets torch's intra-op thread count; ``--threads N``
+overrides it for ``train`` and sets it for ``generate`` / ``evaluate`` (which otherwise
+leave torch's default: decoding batches gain from every core); a negative count is a spec
+error with its path."""
 
 from __future__ import annotations
 
@@ -54,12 +55,12 @@ def test_the_trainer_argument_overrides_the_spec(tmp_path: Path) -> None:
     assert torch.get_num_threads() == 2
 
 
-def test_load_run_applies_the_run_threads_or_the_override(tmp_path: Path) -> None:
+def test_load_run_leaves_threads_alone_unless_told(tmp_path: Path) -> None:
     run = tmp_path / "run"
     trainer(make_spec(ONE_UPDATE, {"training": {"threads": 2}}), run).fit()
     torch.set_num_threads(1)
-    load_run(run)
-    assert torch.get_num_threads() == 2
+    load_run(run)  # training.threads is for training: decoding batches gain from all cores
+    assert torch.get_num_threads() == 1
     load_run(run, threads=3)
     assert torch.get_num_threads() == 3
 
@@ -76,7 +77,11 @@ def test_the_command_line_flag_overrides_the_spec(
     assert code == 0, err
     assert torch.get_num_threads() == 3
     assert load_spec(run / "spec.toml").training.threads == 2  # the run keeps its own value
+    torch.set_num_threads(1)
     code, _out, err = cli(["generate", run, "--input", "a b"], capsys)
+    assert code == 0, err
+    assert torch.get_num_threads() == 1  # not the run's training value
+    code, _out, err = cli(["generate", run, "--input", "a b", "--threads", "2"], capsys)
     assert code == 0, err
     assert torch.get_num_threads() == 2
     code, _out, err = cli(["generate", run, "--input", "a b", "--threads", "1"], capsys)
