@@ -2,7 +2,8 @@
 
 Ours: assembly's Trainer on specs/reference.toml with its data pointed at the files the peer
 harness writes (``run_peers.write_data(folder, seed=1)``: 20,000 / 500 / 1,000 reverse
-pairs), ``max_updates`` 626, torch threads as the peers use (torch's default), then
+pairs), ``max_updates`` 626, training on the spec's ``training.threads`` (1: fastest for
+this small model), decoding on torch's default threads as the peers use, then
 greedy and beam-5 decoding of the 1,000 test sentences at batch 500 through
 ``assembly.decode.generate.generate`` (beam: the ``beam`` sampler of assembly-samplers,
 width 5), median of ``--repeats`` runs after one warm-up, and exact match on the test set.
@@ -109,11 +110,14 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=626)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--run-peers", action="store_true")
+    parser.add_argument("--peer-threads", type=int, default=0,
+                        help="torch threads for the peers' runs (0: torch's default)")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads for ours (0: torch's default, as the peers ran)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    decode_threads = torch.get_num_threads()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         data = Path(scratch) / "data"
@@ -126,10 +130,13 @@ def main() -> None:
             "updates": result.updates,
             "train_tokens_per_s": round(result.train_tokens_per_second, 1),
             "train_seconds": round(result.seconds, 2),
-            "torch_threads": torch.get_num_threads(),
+            "train_threads": torch.get_num_threads(),  # the spec's training.threads
         }
+        torch.set_num_threads(decode_threads)  # decoding: torch's default, as the peers
+        ours["decode_threads"] = decode_threads
         ours.update(decode_ours(Path(scratch) / "run", sources, references, args.repeats))
         if args.run_peers:
+            run_peers.PEER_THREADS = args.peer_threads or None
             peers = {name: run_peers.run_peer(name, Path(scratch) / "peers", args.updates,
                                               args.repeats) for name in run_peers.PEERS}
             source = "measured in this run, side by side"
@@ -171,7 +178,8 @@ def main() -> None:
         "load_average_before": round(load_before, 2),
         "how_measured": f"python benchmarks/compare_peers.py --updates {args.updates} "
                         f"--repeats {args.repeats} --threads {args.threads}"
-                        f"{' --run-peers' if args.run_peers else ''}",
+                        f"{' --run-peers' if args.run_peers else ''}"
+                        f"{f' --peer-threads {args.peer_threads}' if args.peer_threads else ''}",
         "machine": machine_info()})
 
 

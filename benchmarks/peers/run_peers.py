@@ -149,9 +149,14 @@ def venv_dir(name: str) -> Path:
     return venv
 
 
+PEER_THREADS: int | None = None  # torch threads of the peers' runs (None: torch's default)
+
+
 def _peer_env(name: str) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # keep the peer's venv clean of our package
+    if PEER_THREADS:  # torch reads these at start-up for its intra-op thread pool
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(PEER_THREADS)
     env["PYTHONUNBUFFERED"] = "1"
     if name == "opennmt":
         # torch >= 2.6 defaults torch.load to weights_only=True, which OpenNMT-py 3.0.4
