@@ -9,6 +9,9 @@ the output layer reads.
 Where no step depends on the previous one's result (no input feeding, no attention
 before the step, no inner sync, no sampling), :meth:`Decoder.forward_parallel` runs every
 layer over the whole sequence with the fused kernels and attends for all steps at once.
+Where input feeding is the only such dependence and the layers are built-in LSTMs
+(:attr:`Decoder.fused_teacher_forcing`), :meth:`Decoder.forward_teacher_forced` runs the
+step loop as one autograd node with a hand-written backward (assembly.nn.teacher_forcing).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from assembly.nn import teacher_forcing
 from assembly.nn.attention import Attention
 from assembly.nn.encoder import device_of
 from assembly.nn.layers import State
@@ -76,6 +80,8 @@ class Decoder(nn.Module):
     """See the module docstring. ``peek_mode`` is None, ``concat``, ``add`` or
     ``projected-add``; ``position`` is ``after`` or ``before``; ``query`` ``top``/``all``."""
 
+    fuse_teacher_forcing = True  # False on an instance: always the generic step loop
+
     def __init__(self, layers: list[nn.Module], *, dropout: float, feed_previous: bool,
                  peek_mode: str | None, peek_map: nn.Module | None,
                  attention: Attention | None, position: str, query: str,
@@ -94,6 +100,13 @@ class Decoder(nn.Module):
         self.attentional = attentional
         self.attention_dropout = nn.Dropout(attention_dropout)
         self.sync_maps = nn.ModuleList(sync_maps) if sync_maps is not None else None
+
+    @property
+    def fused_teacher_forcing(self) -> bool:
+        """Whether a teacher-forced pass with input feeding runs as one hand-differentiated
+        node (:mod:`assembly.nn.teacher_forcing`) instead of ``Seq2Seq._loop``: built-in
+        LSTM layers, attention after the step queried with the top state, no inner sync."""
+        return self.fuse_teacher_forcing and teacher_forcing.supported(self)
 
     @property
     def parallel(self) -> bool:
@@ -179,16 +192,8 @@ class Decoder(nn.Module):
 
         inputs (B, T, Y) or None → features (B, T, F), attention (B, T, S) or None,
         top outputs (B, T, O), every layer's outputs."""
-        batch = memory.values.shape[0]
-        summary = memory.summary.unsqueeze(1).expand(batch, steps, -1)
-        parts = []
-        if inputs is not None:
-            inputs = inputs.to(memory.values.device)
-            parts.append(inputs + summary if self.peek_mode in ("add", "projected-add")
-                         else inputs)
-        if self.peek_mode == "concat":
-            parts.append(summary)
-        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)  # (B, T, I)
+        x = self._static_inputs(inputs, memory, steps)  # (B, T, I)
+        assert x is not None
         layer_outputs = []
         for index, layer in enumerate(self.layers):
             device = device_of(layer) or x.device
@@ -208,3 +213,30 @@ class Decoder(nn.Module):
         features = self.attention_dropout(
             torch.tanh(self.attentional(torch.cat([context, top], dim=-1))))
         return features, weights, top, layer_outputs
+
+    def _static_inputs(self, inputs: Tensor | None, memory: Memory,
+                       steps: int) -> Tensor | None:
+        """Every step's input to layer 0 except the fed h̃ (what :meth:`_input` joins
+        without ``extra``): inputs (B, T, Y) or None → (B, T, I′) or None."""
+        batch = memory.values.shape[0]
+        summary = memory.summary.unsqueeze(1).expand(batch, steps, -1)
+        parts = []
+        if inputs is not None:
+            inputs = inputs.to(memory.values.device)
+            parts.append(inputs + summary if self.peek_mode in ("add", "projected-add")
+                         else inputs)
+        if self.peek_mode == "concat":
+            parts.append(summary)
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+    def forward_teacher_forced(self, inputs: Tensor | None, state: DecoderState,
+                               memory: Memory, steps: int
+                               ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+        """All teacher-forced steps with input feeding as one autograd node (see
+        :attr:`fused_teacher_forcing`); returns what :meth:`forward_parallel` does."""
+        assert state.feed is not None
+        static = self._static_inputs(inputs, memory, steps)
+        return teacher_forcing.run(self, static, state.layers, state.feed, memory.keys,
+                                   memory.values, memory.mask, steps)

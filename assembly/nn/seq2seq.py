@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from assembly.data.vocab import BOS_ID, PAD_ID
+from assembly.nn import teacher_forcing
 from assembly.nn.bridge import Bridge
 from assembly.nn.decoder import Decoder, DecoderState, Memory
 from assembly.nn.encoder import Encoder, EncoderOutput, device_of
@@ -154,6 +155,12 @@ class Seq2Seq(nn.Module):
             features, attention, top, layers = self.decoder.forward_parallel(
                 fed, target_lengths, state, memory, steps)
             predictions = self._predict(features, fed)
+        elif sampling_probability == 0.0 and self.decoder.fused_teacher_forcing \
+                and teacher_forcing.runnable(self.decoder, memory.values):
+            fed = self.embed_previous(previous)  # (B, T, Y) or None
+            features, attention, top, layers = self.decoder.forward_teacher_forced(
+                fed, state, memory, steps)
+            predictions = self._predict(features, fed)
         else:
             predictions, attention, top, layers, features = self._loop(
                 previous, state, memory, steps, sampling_probability, generator)
@@ -165,7 +172,8 @@ class Seq2Seq(nn.Module):
               ) -> tuple[Tensor, Tensor | None, Tensor, list[Tensor], Tensor]:
         """Step-by-step teacher forcing (input feeding, attention before, inner sync,
         scheduled sampling). The output layer runs once over all steps afterwards unless
-        sampling needs each step's prediction."""
+        sampling needs each step's prediction. The reference the fused path
+        (:meth:`Decoder.forward_teacher_forced`) is tested against."""
         fed_all = self.embed_previous(previous)  # (B, T, Y) or None
         sampling = sampling_probability > 0.0
         features, attention, tops = [], [], []

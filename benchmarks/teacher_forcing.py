@@ -1,0 +1,87 @@
+"""Teacher-forced training step: the fused decoder node vs the generic step loop.
+
+The reference model (specs/reference.toml: additive attention after the step, input
+feeding, dropout 0.1) in train mode, forward + loss + backward per batch of 64 reverse-task
+pairs (lengths 3–20), one thread. The same model runs both ways on the same batches
+(``Decoder.fuse_teacher_forcing`` switched per call), alternating fused and generic batch
+by batch (ABAB / BABA); the figure is the median of the per-batch ratios generic / fused.
+
+    python benchmarks/teacher_forcing.py [--batches 20] [--repeats 5] [--depth 1] [--out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from overhead import machine_info, make_batches, reference_spec, write_json
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", action="store_true", help="write benchmarks/results/...")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from assembly.build import build_model
+    from assembly.registry import make_registry
+
+    registry = make_registry(entrypoints=False)
+    model = build_model(reference_spec(args.depth), registry, seed=0)
+    model.train()
+    assert model.decoder.fused_teacher_forcing
+    batches = make_batches(args.batches, batch=args.batch_size)
+
+    def update(batch: tuple[torch.Tensor, ...], fused: bool) -> float:
+        model.decoder.fuse_teacher_forcing = fused
+        model.zero_grad(set_to_none=True)
+        begin = time.perf_counter()
+        outputs = model(*batch)
+        total, count = model.loss(outputs, batch[2])
+        (total / count).backward()
+        return time.perf_counter() - begin
+
+    for batch in batches[:3]:  # warm-up
+        update(batch, True)
+        update(batch, False)
+    fused_times, generic_times, ratios = [], [], []
+    for repeat in range(args.repeats):
+        for index, batch in enumerate(batches):
+            if (repeat + index) % 2 == 0:
+                a = update(batch, True)
+                b = update(batch, False)
+            else:
+                b = update(batch, False)
+                a = update(batch, True)
+            fused_times.append(a)
+            generic_times.append(b)
+            ratios.append(b / a)
+    result = {
+        "model": f"reference, depth {args.depth}, batch {args.batch_size}, train mode",
+        "fused_ms": round(statistics.median(fused_times) * 1e3, 2),
+        "generic_ms": round(statistics.median(generic_times) * 1e3, 2),
+        "speedup_median_of_ratios": round(statistics.median(ratios), 3),
+        "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
+        "pairs": len(ratios),
+        "machine": machine_info(),
+    }
+    for key, value in result.items():
+        print(f"{key}: {value}")
+    if args.out:
+        write_json(f"teacher_forcing_depth{args.depth}", result)
+
+
+if __name__ == "__main__":
+    main()

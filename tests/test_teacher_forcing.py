@@ -1,0 +1,232 @@
+"""The fused teacher-forced decoder (assembly.nn.teacher_forcing) against the generic step
+loop (``Seq2Seq._loop``, the reference): in float64 the outputs and the gradients of every
+parameter and of the inputs agree to 1e-9, with and without dropout (the same seed draws
+the same masks), with gradients injected into every output the regularisers read; and
+configurations it does not cover keep the generic loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from assembly.build import build_model
+from assembly.builtin.cells import GruSpec, LstmSpec
+from assembly.plan import plan_model
+from assembly.registry import make_registry
+from assembly.spec import AttentionSpec, BridgeSpec, ContinuousSpec, PeekSpec, Spec
+from assembly.testing import Batch, make_spec, random_batch
+
+REGISTRY = make_registry(entrypoints=False, strict=True)
+TOL = 1e-9
+FEEDING = AttentionSpec(input_feeding=True)
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    "reference-like": {"encoder__bidirectional": True, "bridge": BridgeSpec(type="linear"),
+                       "decoder__attention": FEEDING},
+    "additive-sized": {"decoder__attention": AttentionSpec(input_feeding=True, size=5)},
+    "concat": {"decoder__attention": AttentionSpec(score="concat", input_feeding=True)},
+    "dot": {"decoder__attention": AttentionSpec(score="dot", input_feeding=True)},
+    "dot-resized": {"encoder__bidirectional": True,
+                    "decoder__attention": AttentionSpec(score="dot", input_feeding=True)},
+    "general": {"decoder__attention": AttentionSpec(score="general", input_feeding=True)},
+    "three-layers": {"depth": (1, 3), "decoder__hidden": (8, 6, 5),
+                     "decoder__attention": FEEDING},
+    "two-layers-general": {"depth": 2, "encoder__bidirectional": True,
+                           "decoder__attention": AttentionSpec(score="general",
+                                                               input_feeding=True)},
+    "no-bias": {"decoder__cell": LstmSpec(bias=False), "decoder__attention": FEEDING},
+    "peek-concat": {"decoder__peek": PeekSpec(mode="concat"), "decoder__attention": FEEDING},
+    "peek-add": {"decoder__peek": PeekSpec(mode="add"), "decoder__attention": FEEDING},
+    "peek-projected-add": {
+        "decoder__peek": PeekSpec(mode="projected-add"), "decoder__attention": FEEDING},
+    "nothing-fed": {"decoder__feed_previous": False, "decoder__peek": PeekSpec(),
+                    "decoder__attention": FEEDING},
+    "zero-bridge": {"bridge": BridgeSpec(type="zero"), "decoder__attention": FEEDING},
+    "continuous": {"mode": "continuous",
+                   "continuous": ContinuousSpec(input_dim=3, output_dim=2),
+                   "decoder__attention": FEEDING},
+}
+DROPOUT = {"decoder__dropout": 0.3, "decoder__attention__dropout": 0.25,
+           "target__dropout": 0.2, "source__dropout": 0.1, "encoder__dropout": 0.1}
+
+
+def _spec(name: str, dropout: bool) -> Spec:
+    overrides = dict(CONFIGS[name])
+    if dropout:
+        overrides.update({k: v for k, v in DROPOUT.items()
+                          if not (k.startswith(("target", "source")) and "mode" in overrides)})
+    return make_spec(registry=REGISTRY, **overrides)
+
+
+def _model(spec: Spec) -> Any:
+    model = build_model(plan_model(spec, REGISTRY), REGISTRY, seed=0).double()
+    return model.train()
+
+
+def _batch(spec: Spec, seed: int = 1, **kwargs: Any) -> Batch:
+    batch = random_batch(spec, batch=5, source_steps=7, target_steps=6, seed=seed,
+                         registry=REGISTRY, **kwargs)
+    if spec.token_mode:
+        return batch
+    return Batch(batch.source.double().requires_grad_(), batch.source_lengths,
+                 batch.target.double().requires_grad_(), batch.target_lengths)
+
+
+def _fused_ran(outputs: Any) -> bool:
+    return type(outputs.decoder_outputs.grad_fn).__name__ == "TeacherForcedLSTMBackward"
+
+
+def _run(model: Any, batch: Batch, *, fused: bool, inject: bool, seed: int = 3
+         ) -> tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Forward + backward one way; returns (outputs, parameter grads, input grads)."""
+    model.decoder.fuse_teacher_forcing = fused
+    model.zero_grad(set_to_none=True)
+    for tensor in (batch.source, batch.target):
+        if tensor.requires_grad:
+            tensor.grad = None
+    torch.manual_seed(seed)
+    outputs = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    assert _fused_ran(outputs) == fused
+    total, count = model.loss(outputs, batch.target)
+    loss = total / count
+    if inject:  # what regularisers add: penalties on attention, top and layer outputs
+        generator = torch.Generator().manual_seed(11)
+
+        def weigh(t: torch.Tensor) -> torch.Tensor:
+            return (t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum()
+
+        loss = loss + weigh(outputs.attention) + weigh(outputs.decoder_outputs)
+        for layer in outputs.decoder_layer_outputs:
+            loss = loss + weigh(layer)
+    loss.backward()
+    params = {name: p.grad.clone() for name, p in model.named_parameters()
+              if p.grad is not None}
+    inputs = {name: t.grad.clone() for name, t in
+              (("source", batch.source), ("target", batch.target)) if t.grad is not None}
+    return outputs, params, inputs
+
+
+def _assert_same(a: Any, b: Any) -> None:
+    for field in ("predictions", "attention", "decoder_outputs", "stop_logits"):
+        x, y = getattr(a, field), getattr(b, field)
+        if x is None:
+            assert y is None
+            continue
+        torch.testing.assert_close(x, y, rtol=TOL, atol=TOL, msg=field)
+    assert len(a.decoder_layer_outputs) == len(b.decoder_layer_outputs)
+    for x, y in zip(a.decoder_layer_outputs, b.decoder_layer_outputs, strict=True):
+        torch.testing.assert_close(x, y, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("inject", [False, True], ids=["loss", "injected"])
+@pytest.mark.parametrize("dropout", [False, True], ids=["no-dropout", "dropout"])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fused_equals_the_generic_loop(name: str, dropout: bool, inject: bool) -> None:
+    spec = _spec(name, dropout)
+    model = _model(spec)
+    assert model.decoder.fused_teacher_forcing
+    batch = _batch(spec)
+    fused, fused_params, fused_inputs = _run(model, batch, fused=True, inject=inject)
+    generic, params, inputs = _run(model, batch, fused=False, inject=inject)
+    _assert_same(fused, generic)
+    assert fused_params.keys() == params.keys()
+    decoder_params = [n for n in params if n.startswith("decoder.")]
+    assert decoder_params and all(params[n].abs().sum() > 0 for n in decoder_params)
+    for key in params:
+        torch.testing.assert_close(fused_params[key], params[key], rtol=TOL, atol=TOL,
+                                   msg=key)
+    assert fused_inputs.keys() == inputs.keys()
+    assert spec.token_mode or inputs.keys() == {"source", "target"}
+    for key in inputs:
+        torch.testing.assert_close(fused_inputs[key], inputs[key], rtol=TOL, atol=TOL,
+                                   msg=key)
+
+
+def test_dropout_draws_the_same_masks_in_the_same_order() -> None:
+    """Both paths leave torch's generator in the same state, and dropout does act."""
+    spec = _spec("three-layers", dropout=True)
+    model = _model(spec)
+    batch = _batch(spec)
+    states = []
+    for fused in (True, False):
+        model.decoder.fuse_teacher_forcing = fused
+        torch.manual_seed(5)
+        outputs = model(batch.source, batch.source_lengths, batch.target,
+                        batch.target_lengths)
+        assert _fused_ran(outputs) == fused
+        states.append(torch.get_rng_state())
+    assert torch.equal(states[0], states[1])
+    torch.manual_seed(6)
+    other = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    assert not torch.allclose(other.predictions, outputs.predictions)
+
+
+@pytest.mark.parametrize("lengths", [(6, 1, 3, 6, 2), (2, 2, 2, 2, 2), (6, 5, 4, 3, 2)])
+def test_padded_targets_of_different_lengths(lengths: tuple[int, ...]) -> None:
+    spec = _spec("reference-like", dropout=True)
+    model = _model(spec)
+    batch = random_batch(spec, batch=5, source_steps=7, target_steps=max(lengths), seed=4,
+                         target_lengths=lengths, registry=REGISTRY)
+    fused, fused_params, _ = _run(model, batch, fused=True, inject=True)
+    generic, params, _ = _run(model, batch, fused=False, inject=True)
+    _assert_same(fused, generic)
+    for key in params:
+        torch.testing.assert_close(fused_params[key], params[key], rtol=TOL, atol=TOL,
+                                   msg=key)
+
+
+def test_eval_and_no_grad_match_and_float32_agrees() -> None:
+    spec = _spec("two-layers-general", dropout=True)
+    model = _model(spec).eval()
+    batch = _batch(spec)
+    results = []
+    for fused in (True, False):
+        model.decoder.fuse_teacher_forcing = fused
+        with torch.no_grad():
+            results.append(model(batch.source, batch.source_lengths, batch.target,
+                                 batch.target_lengths))
+    _assert_same(*results)
+    model = model.float().train()
+    floats = [_run(model, batch, fused=fused, inject=True) for fused in (True, False)]
+    torch.testing.assert_close(floats[0][0].predictions, floats[1][0].predictions,
+                               rtol=1e-5, atol=1e-5)
+    for key, grad in floats[1][1].items():
+        torch.testing.assert_close(floats[0][1][key], grad, rtol=1e-4, atol=1e-5, msg=key)
+
+
+UNSUPPORTED: dict[str, dict[str, Any]] = {
+    "no-attention": {},
+    "no-input-feeding": {"decoder__attention": AttentionSpec()},
+    "attention-before": {"decoder__attention": AttentionSpec(position="before")},
+    "query-all": {"depth": 2, "decoder__attention": AttentionSpec(query="all",
+                                                                   input_feeding=True)},
+    "inner-sync": {"depth": 2, "decoder__inner_sync": True, "decoder__attention": FEEDING},
+    "gru": {"decoder__cell": GruSpec(), "decoder__attention": FEEDING},
+}
+
+
+@pytest.mark.parametrize("name", list(UNSUPPORTED))
+def test_unsupported_configurations_keep_the_generic_loop(name: str) -> None:
+    spec = make_spec(registry=REGISTRY, **UNSUPPORTED[name])
+    model = _model(spec)
+    assert not model.decoder.fused_teacher_forcing
+    batch = _batch(spec)
+    outputs = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    assert not _fused_ran(outputs)
+
+
+def test_scheduled_sampling_switch_and_autocast_keep_the_generic_loop() -> None:
+    spec = _spec("reference-like", dropout=False)
+    model = _model(spec)
+    batch = _batch(spec)
+    args = (batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    assert _fused_ran(model(*args))
+    assert not _fused_ran(model(*args, sampling_probability=0.5,
+                                generator=torch.Generator().manual_seed(0)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _fused_ran(model(*args))
+    model.decoder.fuse_teacher_forcing = False
+    assert not model.decoder.fused_teacher_forcing
+    assert not _fused_ran(model(*args))
