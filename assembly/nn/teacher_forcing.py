@@ -19,7 +19,8 @@ Forward, step t (layer l, inputs x⁰_t = [y_t; h̃_{t−1}], xˡ_t = dropout(h�
     h̃_t = dropout(tanh(W_c [ctx_t; s_t] + b_c))
 
 y_t is everything fed that does not depend on the previous step (the previous target's
-embedding, the peek summary), so its share of layer 0's gates is one matmul for all steps.
+embedding, the peek summary): it is copied once into the rows the per-step matmul reads,
+and its gradient is one matmul for all steps.
 
 Backward, step t from T−1 down to 0 (δ· the gradient of the loss, ∂· the gradient that
 arrives from outside into an output; m the dropout masks):
@@ -28,7 +29,7 @@ arrives from outside into an output; m the dropout masks):
     δu_t = δh̃_t ⊙ m_t ⊙ (1 − h̃_t²)             (m ⊙ (1 − h̃²) for all steps at once)
     [δctx_t; δs_t] = δu_t W_c
     δa_t = δctx_t Vᵀ + ∂a_t,   δe_t = a_t ⊙ (δa_t − ⟨a_t, δa_t⟩)
-    δs_t += δq_t W_q + ∂s_t + δh^top_{t−1} of step t+1, where
+    δs_t += δq_t W_q + ∂s_t + (δs_t from step t+1's recurrence), where
         additive/concat (attention.py's form 2 vᵀσ(2 W_q s + K)):
             δz_t = δe_t ⊗ σ'(z_t),  δq_t = 4 v ⊙ Σ_s δz_ts,  δK += 2 v ⊙ δz_t
         dot/general: δq_t = δe_t K,  δK += δe_tᵀ q_t
@@ -78,15 +79,22 @@ _SCORES = ("additive", "concat", "dot", "general")
 def supported(decoder: Any) -> bool:
     """Whether ``decoder``'s structure is one :class:`TeacherForcedLSTM` runs: built-in
     ``lstm`` layers, attention after the step on the top layer's state with input
-    feeding, no inner sync. (Peek is fine: it joins the per-step static input.)"""
+    feeding, no inner sync; the layers agree on bias. (Peek is fine: it joins the
+    per-step static input y_t.)"""
     attention = decoder.attention
     if attention is None or decoder.position != "after" or not decoder.input_feeding:
         return False
     if decoder.query != "top" or decoder.sync_maps is not None:
         return False
-    if not all(type(layer) is FusedLSTM for layer in decoder.layers):
+    layers = list(decoder.layers)
+    if not all(type(layer) is FusedLSTM for layer in layers):
         return False
-    if attention.score not in _SCORES or not isinstance(decoder.attentional, nn.Linear):
+    if any(layer.has_bias != layers[0].has_bias for layer in layers):
+        return False
+    attentional = decoder.attentional
+    if not isinstance(attentional, nn.Linear) or attentional.bias is None:
+        return False
+    if attention.score not in _SCORES:
         return False
     query_map = attention.query_map
     if isinstance(query_map, nn.Linear):
@@ -141,8 +149,6 @@ def run(decoder: Any, static: Tensor | None, layers: list[tuple[Tensor, ...]],
         layer_dropout=decoder.dropout.p if decoder.dropout.training else 0.0,
         attention_dropout=(decoder.attention_dropout.p if decoder.attention_dropout.training
                            else 0.0))
-    if any(c.has_bias != layout.bias for c in cells):
-        raise ValueError("decoder layers must agree on bias")
     query = attention.query_map.weight if isinstance(attention.query_map, nn.Linear) else None
     vector = attention.vector.weight if attention.squashed else None
     tensors: list[Tensor | None] = []
@@ -182,7 +188,6 @@ class TeacherForcedLSTM(torch.autograd.Function):
         # [y_t, h̃_{t−1}]); step t writes h_t into row t+1, so rows :T are the X and
         # H_prev of the deferred weight gradients.
         xs, cs, acts, tanh_c, weights, steps_of = [], [], [], [], [], []
-        gates0: Tensor | None = None  # (T, B, 4H): layer 0's gates from y_t and biases
         for index in range(count):
             size, hidden = layout.inputs[index], layout.hidden[index]
             h0, c0, w_ih, w_hh, b_ih, b_hh = rest[6 * index:6 * index + 6]
@@ -198,27 +203,19 @@ class TeacherForcedLSTM(torch.autograd.Function):
             if layout.bias:
                 bias = b_ih + b_hh
                 bias[2 * hidden:3 * hidden] *= 2
-            first = y if index == 0 else 0
             if index == 0 and y:
                 x[:steps, :, :y] = static.transpose(0, 1)
-                flat = x[:steps, :, :y].reshape(steps * batch, y)
-                w_y = doubled[:, :y].t()
-                gates0 = (torch.mm(flat, w_y) if bias is None
-                          else torch.addmm(bias, flat, w_y)).view(steps, batch, -1)
-            elif index == 0 and bias is not None:
-                gates0 = bias.expand(steps, batch, -1)
             xs.append(x)
             cs.append(c)
             acts.append(act)
             tanh_c.append(tc)
-            weights.append((doubled[:, first:].t(), bias))
+            weights.append((doubled.t(), bias))
             i, f, g, o = (part.unbind(0) for part in act.split(hidden, 2))
-            steps_of.append((x[:steps, :, first:].unbind(0), act.unbind(0), i, f, g, o,
+            steps_of.append((x[:steps].unbind(0), act.unbind(0), i, f, g, o,
                              c.unbind(0), tc.unbind(0), x[1:, :, size:].unbind(0)))
         x0 = xs[0]
         x0[0, :, y:y + width] = feed
         feeds = x0[1:, :, y:y + width].unbind(0)  # h̃_t, fed to step t+1
-        g0 = gates0.unbind(0) if gates0 is not None else None
         layer_noise = [new(steps, batch, layout.inputs[i]) if i and layout.layer_dropout
                        else None for i in range(count)]
         belows = [None] + [xs[i][:steps, :, :layout.inputs[i]].unbind(0)
@@ -248,13 +245,10 @@ class TeacherForcedLSTM(torch.autograd.Function):
             for index in range(count):
                 xin, act, i, f, g, o, c, tc, h = steps_of[index]
                 w, bias = weights[index]
-                if index == 0:
-                    gates = (torch.mm(xin[t], w) if g0 is None
-                             else torch.addmm(g0[t], xin[t], w))
+                if bias is None:
+                    torch.mm(xin[t], w, out=act[t]).sigmoid_()
                 else:
-                    gates = (torch.mm(xin[t], w) if bias is None
-                             else torch.addmm(bias, xin[t], w))
-                torch.sigmoid(gates, out=act[t])
+                    torch.addmm(bias, xin[t], w, out=act[t]).sigmoid_()
                 torch.add(minus_one, g[t], alpha=2, out=g[t])  # g = tanh = 2σ(2·) − 1
                 torch.mul(f[t], c[t], out=c[t + 1])
                 c[t + 1].addcmul_(i[t], g[t])
@@ -358,7 +352,6 @@ class TeacherForcedLSTM(torch.autograd.Function):
             d_keys = torch.zeros_like(keys)
             d_q_t = d_q.unbind(0)
             d_z = torch.empty_like(keys)  # δe_ts σ'_ts, one step at a time
-            sigmoid_grad = torch.ops.aten.sigmoid_backward.grad_input
         elif query is not None:
             d_q = new(steps, batch, query.shape[0])
             d_q_t = d_q.unbind(0)
@@ -391,7 +384,7 @@ class TeacherForcedLSTM(torch.autograd.Function):
                 dw += d_weights_t[t]
             de = softmax_backward(dw, attended_t[t], 1, dw.dtype, grad_input=d_scores_t[t])
             if squashed:
-                sigmoid_grad(de.unsqueeze(2).expand_as(d_z), sig[t], grad_input=d_z)
+                sigmoid_backward(de.unsqueeze(2).expand_as(d_z), sig[t], grad_input=d_z)
                 d_v.addmm_(de.view(1, -1), sig[t].view(-1, size_a))
                 d_keys += d_z
                 r = torch.sum(d_z, 1, out=d_q_t[t])
@@ -457,7 +450,7 @@ class TeacherForcedLSTM(torch.autograd.Function):
         else:
             grads.append(d_q.view(rows, -1).t() @ top if query is not None else None)
             grads.append(None)
-        d_u_rows = d_u.view(rows, -1)
+        d_u_rows = d_u.reshape(rows, -1)  # d_u's layout follows ∂h̃'s
         grads.append(d_u_rows.t() @ joined.view(rows, -1))
         grads.append(d_u_rows.sum(0))
         return tuple(grads)
