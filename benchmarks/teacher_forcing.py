@@ -7,6 +7,10 @@ pairs (lengths 3–20), one thread. The same model runs both ways on the same ba
 by batch (ABAB / BABA); the figure is the median of the per-batch ratios generic / fused.
 
     python benchmarks/teacher_forcing.py [--batches 20] [--repeats 5] [--depth 1] [--out]
+
+Measured (results/teacher_forcing_depth1.json, 100 pairs, a 2-core AMD EPYC shared with
+other jobs): generic 86.3 ms, fused 73.1 ms per update, median ratio 1.18 (quartiles
+1.17–1.21).
 """
 
 from __future__ import annotations

@@ -47,15 +47,17 @@ and after the loop, with every step's rows stacked (T·B rows, one matmul each):
 
 What it buys, measured with benchmarks/teacher_forcing.py (the reference model, batch 64,
 lengths 3–20, train mode, one thread on a 2-core AMD EPYC shared with other jobs; fused and
-generic alternate batch by batch, median of the paired ratios): forward + backward of a
-whole update 83 → 71 ms (1.17×); the decoder alone (this node vs the loop, forward +
-backward) 62 → 49 ms. It is not matmul efficiency: on this CPU the per-step
-(64 × 256 × 512) matmuls already run at ~70 GFLOP/s against ~77 for a large sgemm, so the
-deferred weight gradients save little by themselves. What pays is ~20 kernels per step
-each way instead of ~40 ops forward and as many autograd nodes backward, the tanh taken
-as 2σ(2x) − 1 (torch's CPU tanh is ~3× slower than its sigmoid; the cell gate's rows and
-W_c are doubled for the forward), and σ'(z) formed once per step in the backward rather
-than stored.
+generic alternate batch by batch, median of 100 paired ratios): forward + backward of a
+whole update 86.3 → 73.1 ms (1.18×, quartiles 1.17–1.21). The decoder alone (this node vs
+the step loop, T = 21, paired) 62.5 → 49.0 ms (1.30×): forward 26.7 → 20.5, backward
+35.8 → 28.5. It is not matmul efficiency: on this CPU the per-step (64 × 256 × 512)
+matmuls already run at ~70 GFLOP/s against ~77 for a large sgemm, so the deferred weight
+gradients save little by themselves. What pays is ~20 kernels per step each way instead of
+~40 ops forward and as many autograd nodes backward, each tanh taken as 2σ(2x) − 1
+(torch's CPU tanh is ~3× slower than its sigmoid; the cell gate's rows and W_c are doubled
+for the forward), and σ'(z) formed once per step in the backward rather than stored
+(storing it cost 9%). About 20 of the node's 49 ms are those matmuls and ~10 the
+(B, S, A) squashing of additive attention, which both paths do alike.
 
 Dropout masks are drawn from torch's global generator with the very calls nn.Dropout
 makes (``empty(B, ·).bernoulli_(1 − p).div_(1 − p)``, same shapes, same order), so a seed
