@@ -142,6 +142,39 @@ def test_make_optimizer(name: str, cls: type) -> None:
     assert optimizer.param_groups[0]["weight_decay"] == 0.01
 
 
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "adagrad"])
+def test_fused_kernels_where_torch_has_them_with_the_same_updates(name: str) -> None:
+    spec = OptimizerSpec(type=name, lr=0.01, weight_decay=0.01, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 3, generator=generator), torch.randn(4, generator=generator)]
+    grads = [[torch.randn(t.shape, generator=generator) for t in start] for _ in range(3)]
+    results = []
+    for fused in (True, False):
+        parameters = [torch.nn.Parameter(t.clone()) for t in start]
+        optimizer = make_optimizer(spec, parameters)
+        if not fused:  # the reference: torch's per-tensor implementation
+            settings = {k: v for k, v in optimizer.defaults.items()
+                        if k in ("lr", "weight_decay", "momentum", "betas")}
+            optimizer = type(optimizer)(parameters, **settings)
+        assert optimizer.defaults["fused"] is (True if fused else None)
+        for step in grads:
+            for p, g in zip(parameters, step, strict=True):
+                p.grad = g.clone()
+            optimizer.step()
+        results.append(parameters)
+    for fused, reference in zip(*results, strict=True):
+        torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_rmsprop_and_unusual_parameters_use_the_default_implementation() -> None:
+    rmsprop = make_optimizer(OptimizerSpec(type="rmsprop"), [torch.nn.Parameter(torch.zeros(1))])
+    assert "fused" not in rmsprop.defaults
+    integer = torch.nn.Parameter(torch.zeros(1, dtype=torch.int64), requires_grad=False)
+    adam = make_optimizer(OptimizerSpec(type="adam"), [torch.nn.Parameter(torch.zeros(1)),
+                                                        integer])
+    assert adam.defaults["fused"] is None
+
+
 def test_the_trainer_applies_the_schedule_every_update(tmp_path: Path) -> None:
     spec = make_spec(
         {
