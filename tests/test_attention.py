@@ -90,3 +90,18 @@ def test_all_steps_at_once_equal_step_by_step(score: str) -> None:
         context, weight = attention(queries[:, t], prepared, keys, mask)
         torch.testing.assert_close(contexts[:, t], context)
         torch.testing.assert_close(weights[:, t], weight)
+
+
+@pytest.mark.parametrize("shapes", [((3, 5, 4), (3, 1, 4)), ((2, 1, 5, 4), (2, 3, 1, 4))],
+                         ids=["per-step", "all-steps"])
+def test_recomputing_scores_pass_gradcheck(shapes: tuple[tuple[int, ...], ...]) -> None:
+    """The squashed scores keep no (…, S, A) tensor for the backward; gradients are exact."""
+    from assembly.nn.attention import SquashedScores
+
+    generator = torch.Generator().manual_seed(4)
+    keys, queries = (torch.randn(s, generator=generator, dtype=torch.float64,
+                                 requires_grad=True) for s in shapes)
+    vector = torch.randn(4, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(SquashedScores.apply, (keys, queries, vector))
+    expected = 2 * (torch.sigmoid(keys + queries) @ vector)
+    torch.testing.assert_close(SquashedScores.apply(keys, queries, vector), expected)

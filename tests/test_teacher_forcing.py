@@ -144,6 +144,27 @@ def test_fused_equals_the_generic_loop(name: str, dropout: bool, inject: bool) -
                                    msg=key)
 
 
+@pytest.mark.parametrize("name", [n for n in CONFIGS if "dot" not in n
+                                  and "general" not in n][:3])
+def test_recomputed_squashing_gives_the_same_gradients(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the memory budget the backward recomputes σ(K + 2 W_q s_t) instead of
+    keeping it: same gradients."""
+    import assembly.nn.teacher_forcing as teacher_forcing
+
+    spec = _spec(name, True)
+    model = _model(spec)
+    if model.decoder.attention.score not in ("additive", "concat"):
+        pytest.skip("not a squashed score")
+    batch = _batch(spec)
+    kept, kept_params, _ = _run(model, batch, fused=True, inject=True)
+    monkeypatch.setattr(teacher_forcing, "SQUASHED_MEMORY_BUDGET", 0)
+    recomputed, params, _ = _run(model, batch, fused=True, inject=True)
+    _assert_same(recomputed, kept)
+    for key in params:
+        torch.testing.assert_close(params[key], kept_params[key], rtol=TOL, atol=TOL, msg=key)
+
+
 def test_dropout_draws_the_same_masks_in_the_same_order() -> None:
     """Both paths leave torch's generator in the same state, and dropout does act."""
     spec = _spec("three-layers", dropout=True)

@@ -77,6 +77,13 @@ from assembly.nn.fused import FusedLSTM
 
 _SCORES = ("additive", "concat", "dot", "general")
 
+# The additive/concat squashing σ(K + 2 W_q s_t) is (B, S, A) per step: kept for the
+# backward while all steps together stay under this many bytes, recomputed there (one add
+# and one sigmoid per step, ~3 % of an update) above it, so that long sequences do not
+# need memory quadratic in their length times A (16 × 400 × 400 steps × 128 × 4 bytes
+# would be 1.3 GB).
+SQUASHED_MEMORY_BUDGET = 256 * 2**20
+
 
 def supported(decoder: Any) -> bool:
     """Whether ``decoder``'s structure is one :class:`TeacherForcedLSTM` runs: built-in
@@ -232,6 +239,8 @@ class TeacherForcedLSTM(torch.autograd.Function):
             vector2 = vector[0] * 2  # (A,)
             blocked = blocked.view(-1)
             sig: list[Tensor] = []
+            keep_squashed = steps * keys.numel() * keys.element_size() <= \
+                SQUASHED_MEMORY_BUDGET
         else:
             queries = new(steps, batch, query.shape[0]) if query is not None else None
             blocked = blocked.unsqueeze(2)  # (B, S, 1)
@@ -266,7 +275,8 @@ class TeacherForcedLSTM(torch.autograd.Function):
             top = tops[t]  # (B, O)
             if squashed:
                 s = torch.add(keys, torch.mm(top, query2).unsqueeze(1)).sigmoid_()
-                sig.append(s)
+                if keep_squashed:
+                    sig.append(s)
                 scores = torch.addmv(blocked, s.view(-1, s.shape[-1]), vector2)
                 scores = scores.view(batch, sources)
             else:
@@ -346,7 +356,9 @@ class TeacherForcedLSTM(torch.autograd.Function):
                 None if index == 0 or d_layers[index - 1] is None
                 else d_layers[index - 1].unbind(1), d_gates))
         if squashed:
-            sig = ctx.attention
+            sig = ctx.attention  # empty: recompute each step's σ (SQUASHED_MEMORY_BUDGET)
+            query2 = (query * 2).t()
+            tops = xs[-1][1:, :, layout.inputs[-1]:]  # (T, B, O)
             query4 = query * (4 * vector[0])[:, None]  # (A, O): δs += r_t 4 diag(v) W_q
             size_a = query.shape[0]
             d_q = new(steps, batch, size_a)  # r_t = Σ_s δe_ts σ'_ts
@@ -386,8 +398,10 @@ class TeacherForcedLSTM(torch.autograd.Function):
                 dw += d_weights_t[t]
             de = softmax_backward(dw, attended_t[t], 1, dw.dtype, grad_input=d_scores_t[t])
             if squashed:
-                sigmoid_backward(de.unsqueeze(2).expand_as(d_z), sig[t], grad_input=d_z)
-                d_v.addmm_(de.view(1, -1), sig[t].view(-1, size_a))
+                s_t = sig[t] if sig else torch.add(
+                    keys, torch.mm(tops[t], query2).unsqueeze(1)).sigmoid_()
+                sigmoid_backward(de.unsqueeze(2).expand_as(d_z), s_t, grad_input=d_z)
+                d_v.addmm_(de.view(1, -1), s_t.view(-1, size_a))
                 d_keys += d_z
                 r = torch.sum(d_z, 1, out=d_q_t[t])
                 d_s = (torch.mm(r, query4) if d_h[-1] is None
