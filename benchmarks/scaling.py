@@ -6,7 +6,10 @@ update, then the median of ``--repeats`` updates (forward, loss, backward, Adam 
 Peak memory: each point runs in a fresh subprocess and reports the growth of the
 process's peak resident set (``ru_maxrss``) over the model's built state, i.e. the
 activations and gradients one update needs. Lengths 10..400 at depth 1; depths 1..8 at
-length 20. Linear least-squares fits (time = a + b·x) with R² describe linearity.
+length 20; and lengths again for the same model without attention (``--no-attention``
+series), which separates the recurrent part (linear in length) from attention, whose work
+is one score per (target step, source step) pair — O(T·S), quadratic when both grow.
+Linear least-squares fits (time = a + b·x) with R² describe linearity.
 
     python benchmarks/scaling.py [--lengths 10,25,50,100,200,400] [--depths 1,2,4,8]
 """
@@ -30,12 +33,18 @@ from overhead import RESULTS, machine_info, reference_spec, write_json
 BATCH = 16
 
 
-def point(length: int, depth: int, repeats: int, threads: int) -> dict[str, float]:
+def point(length: int, depth: int, repeats: int, threads: int,
+          attention: bool = True) -> dict[str, float]:
     """One measurement, in this process (call through a subprocess for memory)."""
+    import attrs
+
     from assembly.build import build_model
 
     torch.set_num_threads(threads)
-    model = build_model(reference_spec(depth), seed=1)
+    spec = reference_spec(depth)
+    if not attention:
+        spec = attrs.evolve(spec, decoder=attrs.evolve(spec.decoder, attention=None))
+    model = build_model(spec, seed=1)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(1)
     source = torch.randint(4, 24, (BATCH, length), generator=gen)
@@ -61,10 +70,12 @@ def point(length: int, depth: int, repeats: int, threads: int) -> dict[str, floa
     return {"step_s": statistics.median(times), "peak_rss_growth_mb": (peak - base) / 1024}
 
 
-def measure(length: int, depth: int, repeats: int, threads: int) -> dict[str, float]:
+def measure(length: int, depth: int, repeats: int, threads: int,
+            attention: bool = True) -> dict[str, float]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--point", f"{length},{depth}", "--repeats", str(repeats),
-         "--threads", str(threads)], capture_output=True, text=True, check=True)
+        [sys.executable, __file__, "--point", f"{length},{depth},{int(attention)}",
+         "--repeats", str(repeats), "--threads", str(threads)],
+        capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -78,7 +89,8 @@ def fit(xs: list[float], ys: list[float]) -> dict[str, float]:
     return {"intercept": intercept, "slope": slope, "r2": 1 - ss_res / ss_tot}
 
 
-def plot(name: str, xs: list[int], rows: list[dict[str, float]], xlabel: str) -> None:
+def plot(name: str, xs: list[int], rows: list[dict[str, float]], xlabel: str,
+         title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +103,7 @@ def plot(name: str, xs: list[int], rows: list[dict[str, float]], xlabel: str) ->
     right = left.twinx()
     right.plot(xs, [r["peak_rss_growth_mb"] for r in rows], "s--", color="tab:red")
     right.set_ylabel("peak RSS growth (MB)", color="tab:red")
-    left.set_title(f"reference model: {xlabel}")
+    left.set_title(f"{title}: {xlabel}")
     fig.tight_layout()
     fig.savefig(RESULTS / f"scaling_{name}.png", dpi=80)
     plt.close(fig)
@@ -106,23 +118,27 @@ def main() -> None:
     parser.add_argument("--point", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.point:
-        length, depth = map(int, args.point.split(","))
-        print(json.dumps(point(length, depth, args.repeats, args.threads)))
+        length, depth, attention = map(int, args.point.split(","))
+        print(json.dumps(point(length, depth, args.repeats, args.threads, bool(attention))))
         return
     lengths = [int(x) for x in args.lengths.split(",")]
     depths = [int(x) for x in args.depths.split(",")]
     by_length = [measure(n, 1, args.repeats, args.threads) for n in lengths]
     by_depth = [measure(20, d, args.repeats, args.threads) for d in depths]
+    plain = [measure(n, 1, args.repeats, args.threads, attention=False) for n in lengths]
     report = {}
-    for name, xs, rows, label in (("length", lengths, by_length, "sequence length"),
-                                  ("depth", depths, by_depth, "depth (encoder = decoder)")):
+    for name, xs, rows, label, title in (
+            ("length", lengths, by_length, "sequence length", "reference model"),
+            ("depth", depths, by_depth, "depth (encoder = decoder)", "reference model"),
+            ("length_no_attention", lengths, plain, "sequence length",
+             "reference model without attention")):
         time_fit = fit(xs, [r["step_s"] for r in rows])
         memory_fit = fit(xs, [r["peak_rss_growth_mb"] for r in rows])
         per_unit = [r["step_s"] / x for r, x in zip(rows, xs, strict=True)]
         report[name] = {"x": xs, "points": rows, "time_fit": time_fit,
                         "memory_fit": memory_fit,
                         "step_s_per_unit_first_last": [per_unit[0], per_unit[-1]]}
-        plot(name, xs, rows, label)
+        plot(name, xs, rows, label, title)
         print(f"{label:<26} {'step ms':>9} {'ms/unit':>8} {'peak MB':>8}")
         for x, r in zip(xs, rows, strict=True):
             print(f"{x:<26} {r['step_s'] * 1e3:>9.1f} {r['step_s'] * 1e3 / x:>8.2f} "
