@@ -1,9 +1,12 @@
 """Built-in LSTM and GRU layers on torch's fused kernels (the ones nn.LSTM / nn.GRU call).
 
-Whole sequences run packed through ``_VF.lstm`` / ``_VF.gru`` (oneDNN on CPU, cuDNN on
-GPU); single decoder steps through ``_VF.lstm_cell`` / ``_VF.gru_cell`` with the same
-weights. Parameter names and shapes follow torch.nn.LSTM/GRU (without the ``_l0`` suffix),
-so weights copy across directly.
+Whole sequences run through ``_VF.lstm`` / ``_VF.gru``: unpadded batches on the dense
+kernel (oneDNN on CPU, cuDNN on GPU), padded ones packed. On CPU a padded LSTM layer runs
+as one autograd node instead (:mod:`assembly.nn.lstm_node`, see :func:`lstm_node.applies`
+for when), as torch's packed CPU path is a per-step loop of small autograd nodes. Single
+decoder steps go through ``_VF.lstm_cell`` / ``_VF.gru_cell`` with the same weights.
+Parameter names and shapes follow torch.nn.LSTM/GRU (without the ``_l0`` suffix), so
+weights copy across directly.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from torch import _VF, Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from assembly.nn import lstm_node
 from assembly.nn.layers import RecurrentLayer, State, init_recurrent
 
 
@@ -61,12 +65,14 @@ class _FusedLayer(RecurrentLayer):
             self.bias_ih[gate * h:(gate + 1) * h].fill_(value)
             self.bias_hh[gate * h:(gate + 1) * h].zero_()
 
-    # The kernels take the hidden state as (1 or 2, B, H) in the packed order.
+    # The kernels take the hidden state as (1 or 2, B, H) in the packed order (None: zeros)
+    # and return each direction's outputs (N, H) in the packed order.
     def _run(self, data: Tensor, batch_sizes: Tensor, hx: Any, weights: list[Tensor],
-             bidirectional: bool) -> tuple[Tensor, Any]:  # pragma: no cover
+             bidirectional: bool) -> tuple[list[Tensor], Any]:  # pragma: no cover
         raise NotImplementedError
 
-    def _to_kernel(self, state: State, packed: PackedSequence) -> Any:  # pragma: no cover
+    def _to_kernel(self, state: State, packed: PackedSequence,
+                   directions: int = 1) -> Any:  # pragma: no cover
         raise NotImplementedError
 
     def _from_kernel(self, hidden: Any, packed: PackedSequence,
@@ -76,9 +82,9 @@ class _FusedLayer(RecurrentLayer):
     def forward(self, x: Tensor, lengths: Tensor,
                 state: State | None = None) -> tuple[Tensor, State]:
         batch, steps, _ = x.shape
-        if state is None:
-            state = self.initial_state(batch, x)
         if _unpadded(lengths, steps):  # no padding: the dense kernel (oneDNN) is faster
+            if state is None:
+                state = self.initial_state(batch, x)
             output, hidden = self._run_dense(x, self._to_dense(state, 1),
                                              self.flat_weights(), False)
             return output, self._from_dense(hidden, 0)
@@ -91,11 +97,9 @@ class _FusedLayer(RecurrentLayer):
         """Over data already packed (``packed`` gives the order): data (N, I) → (outputs
         (N, O) in the same packed order, final state (B, ·) in batch order). Lets a stack
         of layers pack once instead of once per layer."""
-        if state is None:
-            state = self.initial_state(packed.sorted_indices.numel(), data)
-        output, hidden = self._run(data, packed.batch_sizes, self._to_kernel(state, packed),
-                                   self.flat_weights(), False)
-        return output, self._from_kernel(hidden, packed, 0)
+        hx = None if state is None else self._to_kernel(state, packed)
+        outputs, hidden = self._run(data, packed.batch_sizes, hx, self.flat_weights(), False)
+        return outputs[0], self._from_kernel(hidden, packed, 0)
 
     def _to_dense(self, state: State, directions: int) -> Any:  # pragma: no cover
         raise NotImplementedError
@@ -131,12 +135,10 @@ class _FusedLayer(RecurrentLayer):
                                  ) -> tuple[Tensor, Tensor, State, State]:
         """Both directions over data already packed: (N, I) → each direction's outputs
         (N, H) in packed order and final states in batch order."""
-        zeros = forward_layer.initial_state(packed.sorted_indices.numel(), data)
-        hx = forward_layer._to_kernel(zeros, packed, directions=2)
         weights = forward_layer.flat_weights() + backward_layer.flat_weights()
-        output, hidden = forward_layer._run(data, packed.batch_sizes, hx, weights, True)
-        h = forward_layer.hidden_size
-        return (output[:, :h], output[:, h:], forward_layer._from_kernel(hidden, packed, 0),
+        (out_f, out_b), hidden = forward_layer._run(data, packed.batch_sizes, None, weights,
+                                                    True)
+        return (out_f, out_b, forward_layer._from_kernel(hidden, packed, 0),
                 backward_layer._from_kernel(hidden, packed, 1))
 
 
@@ -168,12 +170,23 @@ def _unsorted(t: Tensor, packed: PackedSequence, direction: int) -> Tensor:
     return t[direction].index_select(0, packed.unsorted_indices)
 
 
+def _zeros(data: Tensor, batch_sizes: Tensor, hidden: int, directions: int) -> Tensor:
+    # the zero initial state (directions, B, H) for the kernels
+    return data.new_zeros(directions, int(batch_sizes[0]), hidden)
+
+
+def _split(output: Tensor, bidirectional: bool) -> list[Tensor]:
+    # the kernels' (N, D·H) output → each direction's (N, H)
+    return list(output.chunk(2, 1)) if bidirectional else [output]
+
+
 class FusedLSTM(_FusedLayer):
     """LSTM: gates i, f, g, o (torch order); c' = f⊙c + i⊙g, h' = o⊙tanh(c'). The cell
     state c is stored unsquashed. Forget-gate bias starts at ``forget_bias``; input and
     output gate biases at ``gate_bias`` when given."""
 
     gates = 4
+    use_node = True  # False on an instance: padded batches on torch's packed kernel too
 
     def __init__(self, spec: Any, input_size: int, hidden: int) -> None:
         super().__init__(spec, input_size, hidden)
@@ -188,10 +201,18 @@ class FusedLSTM(_FusedLayer):
                 self._set_gate_bias(3, self.spec.gate_bias)
 
     def _run(self, data: Tensor, batch_sizes: Tensor, hx: Any, weights: list[Tensor],
-             bidirectional: bool) -> tuple[Tensor, Any]:
+             bidirectional: bool) -> tuple[list[Tensor], Any]:
+        if self.use_node and lstm_node.applies(data, weights):
+            h0, c0 = (None, None) if hx is None else hx
+            *outputs, h, c = lstm_node.LSTMLayer.apply(
+                self.has_bias, tuple(batch_sizes.tolist()), data, h0, c0, *weights)
+            return outputs, (h, c)
+        if hx is None:
+            zeros = _zeros(data, batch_sizes, self.hidden_size, 2 if bidirectional else 1)
+            hx = (zeros, zeros)
         output, h, c = _VF.lstm(data, batch_sizes, hx, weights, self.has_bias,
                                 1, 0.0, self.training, bidirectional)
-        return output, (h, c)
+        return _split(output, bidirectional), (h, c)
 
     def _to_kernel(self, state: State, packed: PackedSequence, directions: int = 1) -> Any:
         return (_sorted(state[0], packed, directions), _sorted(state[1], packed, directions))
@@ -235,10 +256,12 @@ class FusedGRU(_FusedLayer):
             self._set_gate_bias(1, sign * self.spec.gate_bias)
 
     def _run(self, data: Tensor, batch_sizes: Tensor, hx: Any, weights: list[Tensor],
-             bidirectional: bool) -> tuple[Tensor, Any]:
+             bidirectional: bool) -> tuple[list[Tensor], Any]:
+        if hx is None:
+            hx = _zeros(data, batch_sizes, self.hidden_size, 2 if bidirectional else 1)
         output, h = _VF.gru(data, batch_sizes, hx, weights, self.has_bias,
                             1, 0.0, self.training, bidirectional)
-        return output, h
+        return _split(output, bidirectional), h
 
     def _to_kernel(self, state: State, packed: PackedSequence, directions: int = 1) -> Any:
         return _sorted(state[0], packed, directions)

@@ -186,7 +186,7 @@ class LSTMLayer(torch.autograd.Function):
         w_ih, w_hh, xs, gates, hs, cs = ctx.saved_tensors
         m = ctx.m
         directions, hidden, size = w_hh.shape[0], w_hh.shape[2], w_ih.shape[2]
-        batch, steps, count = plan.sizes[0], len(plan.sizes), plan.count
+        batch, steps = plan.sizes[0], len(plan.sizes)
         d_outs, d_hn, d_cn = grads[:directions], grads[directions], grads[directions + 1]
         sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
         tanh_backward = torch.ops.aten.tanh_backward
@@ -267,3 +267,14 @@ class LSTMLayer(torch.autograd.Function):
                 d_b = d_wx[d, size]
                 out += [d_b, d_b.clone()]
         return tuple(out)
+
+
+def applies(data: Tensor, weights: list[Tensor]) -> bool:
+    """Whether :class:`LSTMLayer` runs a packed (padded) batch: on CPU, in float32 or
+    float64, the weights alike, outside autocast. Unpadded batches stay on torch's dense
+    kernel (oneDNN), which is faster there (see the module docstring)."""
+    if data.device.type != "cpu" or data.dtype not in (torch.float32, torch.float64):
+        return False
+    if torch.is_autocast_enabled("cpu"):
+        return False
+    return all(w.device.type == "cpu" and w.dtype == data.dtype for w in weights)
