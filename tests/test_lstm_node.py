@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from assembly.builtin.cells import GruSpec, LstmSpec
 from assembly.nn.fused import FusedGRU, FusedLSTM
 from assembly.nn.layers import BidirectionalLayer
-from assembly.nn.lstm_node import LSTMLayer, applies
+from assembly.nn.lstm_node import NO_GRAD_MIN_BATCH, LSTMLayer, applies
 
 TOL = 1e-9
 INPUT, HIDDEN = 5, 4
@@ -43,16 +43,16 @@ def _probe(tensors: list[torch.Tensor], seed: int = 3) -> torch.Tensor:
                for t in tensors)
 
 
-CASES = list(itertools.product(["padded", "unpadded", "ones"], [True, False],
-                               [True, False], [True, False], [True, False]))
+# (lengths, bidirectional, bias, initial state given, batch-first data: unpadded only)
+CASES = [case for case in itertools.product(["padded", "unpadded", "ones"], [True, False],
+                                            [True, False], [True, False], [True, False])
+         if not (case[0] == "padded" and case[4])]
 
 
 @pytest.mark.parametrize(("lengths", "bidirectional", "bias", "initial", "batch_first"),
                          CASES)
 def test_node_equals_torch_kernel(lengths: str, bidirectional: bool, bias: bool,
                                   initial: bool, batch_first: bool) -> None:
-    if batch_first and lengths == "padded":
-        pytest.skip("batch-first data is for unpadded batches only")
     generator = torch.Generator().manual_seed(1)
     directions = 2 if bidirectional else 1
     sizes = torch.tensor(LENGTHS[lengths])
@@ -158,19 +158,59 @@ def test_given_state_on_padded_batch() -> None:
 
 
 def test_predicate() -> None:
-    """CPU, float32/float64, weights alike, no autocast; GRU layers never."""
+    """CPU, float32/float64, weights alike, no autocast; with a gradient always, without
+    one only bidirectional from NO_GRAD_MIN_BATCH sequences on."""
     data = torch.randn(3, INPUT)
-    weights = [torch.randn(4 * HIDDEN, INPUT), torch.randn(4 * HIDDEN, HIDDEN)]
-    assert applies(data, weights)
-    assert applies(data.double(), [w.double() for w in weights])
-    assert not applies(data.double(), weights)  # mixed dtypes
-    assert not applies(data.bfloat16(), [w.bfloat16() for w in weights])
+    weights = [torch.randn(4 * HIDDEN, INPUT, requires_grad=True),
+               torch.randn(4 * HIDDEN, HIDDEN, requires_grad=True)]
+    assert applies(data, weights, 2, False)
+    assert applies(data.double(), [w.double() for w in weights], 2, False)
+    assert not applies(data.double(), weights, 2, False)  # mixed dtypes
+    assert not applies(data.bfloat16(), [w.bfloat16() for w in weights], 2, False)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not applies(data, weights)
-    assert not applies(data.to("meta"), weights)
+        assert not applies(data, weights, 2, False)
+    assert not applies(data.to("meta"), weights, 2, False)
+    big = NO_GRAD_MIN_BATCH
+    with torch.no_grad():
+        assert not applies(data, weights, big, False)
+        assert not applies(data, weights, big - 1, True)
+        assert applies(data, weights, big, True)
+    frozen = [w.detach() for w in weights]
+    assert not applies(data, frozen, 2, True)  # nothing wants a gradient
+    assert applies(data.requires_grad_(), frozen, 2, False)
+
+
+@pytest.mark.parametrize(("batch", "bidirectional", "node"),
+                         [(NO_GRAD_MIN_BATCH, True, True), (NO_GRAD_MIN_BATCH - 1, True, False),
+                          (NO_GRAD_MIN_BATCH, False, False)])
+def test_layers_without_gradient(monkeypatch: pytest.MonkeyPatch, batch: int,
+                                 bidirectional: bool, node: bool) -> None:
+    """Under no_grad the route follows :func:`applies`; the results do not depend on it."""
+    calls = []
+    apply = LSTMLayer.apply
+
+    def counted(*args: Any) -> Any:
+        calls.append(args[1])
+        return apply(*args)
+
+    monkeypatch.setattr(LSTMLayer, "apply", counted)
+    layer, cells = _layers(bidirectional)
+    sizes = torch.arange(batch) % 7 + 1
+    x = torch.randn(batch, 7, INPUT, dtype=torch.float64)
+    with torch.no_grad():
+        outputs = layer(x, sizes)[0]
+        assert len(calls) == int(node)
+        for cell in cells:
+            cell.use_node = False
+        reference = layer(x, sizes)[0]
+        assert len(calls) == int(node)
+    torch.testing.assert_close(outputs, reference, rtol=0, atol=TOL)
+
+
+def test_gru_never_runs_the_node() -> None:
     gru = FusedGRU(GruSpec(), INPUT, HIDDEN)
     sizes = torch.tensor(LENGTHS["padded"])
-    outputs, _ = gru(torch.randn(len(sizes), 7, INPUT), sizes)
+    outputs, _ = gru(torch.randn(len(sizes), 7, INPUT, requires_grad=True), sizes)
     assert not _ran_node(outputs)
 
 
@@ -178,10 +218,10 @@ def test_float32_padded_close_to_torch() -> None:
     layer, cells = _layers(True)
     layer.float()
     sizes = torch.tensor(LENGTHS["padded"])
-    x = torch.randn(len(sizes), 7, INPUT)
-    with torch.no_grad():
-        ours = layer(x, sizes)[0]
-        for cell in cells:
-            cell.use_node = False
-        reference = layer(x, sizes)[0]
+    x = torch.randn(len(sizes), 7, INPUT, requires_grad=True)
+    ours = layer(x, sizes)[0]
+    assert _ran_node(ours)
+    for cell in cells:
+        cell.use_node = False
+    reference = layer(x, sizes)[0]
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)

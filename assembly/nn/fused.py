@@ -202,7 +202,8 @@ class FusedLSTM(_FusedLayer):
 
     def _run(self, data: Tensor, batch_sizes: Tensor, hx: Any, weights: list[Tensor],
              bidirectional: bool) -> tuple[list[Tensor], Any]:
-        if self.use_node and lstm_node.applies(data, weights):
+        if self.use_node and lstm_node.applies(data, weights, int(batch_sizes[0]),
+                                               bidirectional):
             h0, c0 = (None, None) if hx is None else hx
             *outputs, h, c = lstm_node.LSTMLayer.apply(
                 self.has_bias, tuple(batch_sizes.tolist()), data, h0, c0, *weights)

@@ -269,12 +269,23 @@ class LSTMLayer(torch.autograd.Function):
         return tuple(out)
 
 
-def applies(data: Tensor, weights: list[Tensor]) -> bool:
-    """Whether :class:`LSTMLayer` runs a packed (padded) batch: on CPU, in float32 or
-    float64, the weights alike, outside autocast. Unpadded batches stay on torch's dense
-    kernel (oneDNN), which is faster there (see the module docstring)."""
+def applies(data: Tensor, weights: list[Tensor], batch: int, bidirectional: bool) -> bool:
+    """Whether :class:`LSTMLayer` runs a packed (padded) batch of ``batch`` sequences: on
+    CPU, in float32 or float64, the weights alike, outside autocast; and, as measured (see
+    the module docstring), whenever a gradient is wanted, but without one only for a
+    bidirectional layer of at least 16 sequences (torch's packed forward is as fast or
+    faster otherwise). Unpadded batches stay on torch's dense kernel (oneDNN), faster
+    there in every case measured."""
     if data.device.type != "cpu" or data.dtype not in (torch.float32, torch.float64):
         return False
     if torch.is_autocast_enabled("cpu"):
         return False
-    return all(w.device.type == "cpu" and w.dtype == data.dtype for w in weights)
+    if not all(w.device.type == "cpu" and w.dtype == data.dtype for w in weights):
+        return False
+    if torch.is_grad_enabled() and (data.requires_grad or any(w.requires_grad
+                                                               for w in weights)):
+        return True
+    return bidirectional and batch >= NO_GRAD_MIN_BATCH
+
+
+NO_GRAD_MIN_BATCH = 16  # without gradients: bidirectional layers from this batch size on
