@@ -225,3 +225,18 @@ def test_float32_padded_close_to_torch() -> None:
         cell.use_node = False
     reference = layer(x, sizes)[0]
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+
+
+def test_plans_made_under_inference_mode_serve_training() -> None:
+    """The row plans are cached by batch sizes; one first made under inference_mode (its
+    index tensors inference tensors) still serves a training pass."""
+    layer, _ = _layers(True)
+    sizes = torch.arange(NO_GRAD_MIN_BATCH) % 7 + 1
+    x = torch.randn(NO_GRAD_MIN_BATCH, 7, INPUT, dtype=torch.float64)
+    with torch.inference_mode():
+        expected = layer(x, sizes)[0]
+    outputs = layer(x.requires_grad_(), sizes)[0]
+    assert _ran_node(outputs)
+    outputs.sum().backward()
+    torch.testing.assert_close(outputs.detach(), expected, rtol=0, atol=TOL)
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
