@@ -178,7 +178,8 @@ def test_metrics_files_have_train_and_dev_records(tmp_path_factory: pytest.TempP
     # every 20 updates and at the end of each 13-update epoch
     expected = sorted(set(range(20, 131, 20)) | set(range(13, 131, 13)))
     assert [r["step"] for r in train] == expected
-    assert {"loss", "lr", "grad_norm", "epoch"} <= set(train[0])
+    assert {"loss", "lr", "grad_norm", "epoch", "tokens_per_s"} <= set(train[0])
+    assert all(r["tokens_per_s"] > 0 for r in train)
     assert len(dev) == 10 and [r["step"] for r in dev] == list(range(13, 131, 13))
     for key in ("loss", "token_accuracy", "exact_match", "bleu", "chrf", "cer", "wer"):
         assert key in dev[-1]
@@ -202,3 +203,33 @@ def test_plots_are_pngs(tmp_path_factory: pytest.TempPathFactory) -> None:
     assert [p.name for p in attention] == ["attention_1.png", "attention_2.png", "attention_3.png"]
     for path in attention:
         assert_png(path)
+
+
+def test_evaluations_and_checkpoints_stay_off_the_training_clock(tmp_path: Path) -> None:
+    """Throughput (the result's and each record's tokens_per_s) counts training only."""
+    import time
+
+    spec = make_spec({"training": {"max_updates": 4, "epochs": 1, "eval_every": 2,
+                                   "checkpoint_every": 2},
+                      "data": {"train_size": 256, "dev_size": 4, "test_size": 4}})
+    run = trainer(spec, tmp_path / "run")
+    evaluate, checkpoint = run.evaluate_dev, run.checkpoint
+
+    def slow_evaluation() -> dict[str, float]:
+        time.sleep(1.0)
+        return evaluate()
+
+    def slow_checkpoint() -> None:
+        time.sleep(1.0)
+        checkpoint()
+
+    run.evaluate_dev, run.checkpoint = slow_evaluation, slow_checkpoint
+    begin = time.perf_counter()
+    result = run.fit()
+    wall = time.perf_counter() - begin
+    assert wall > 5.0  # 2 evaluations + 3 checkpoints slept inside fit
+    assert result.seconds < wall - 4.5  # none of that sleep counts as training
+    rates = [r["tokens_per_s"] for r in records(tmp_path / "run", "train")]
+    # the record at update 4 covers updates 1-4, with an evaluation and a checkpoint
+    # in between: its rate must be of training alone
+    assert rates and min(rates) > result.train_tokens_per_second / 3

@@ -376,7 +376,10 @@ class Trainer:
                                  num_workers=training.workers)
             bar = _bar(len(self.sampler), self.progress and self.is_main,
                        f"epoch {self.epoch + 1}/{training.epochs}")
+            # the training clock: evaluations and checkpoints inside the epoch move
+            # ``started`` (and the logged interval's start) forward by their duration
             started = time.perf_counter()
+            interval_start, interval_tokens = started, self.train_tokens
             completed = True
             for batch in loader:
                 if budget_spent():
@@ -386,16 +389,23 @@ class Trainer:
                 self.batch_in_epoch += 1
                 if self.step % LOG_EVERY == 0 or self.batch_in_epoch == epoch_batches \
                         or budget_spent():
+                    now = time.perf_counter()
+                    rate = (self.train_tokens - interval_tokens) / max(now - interval_start,
+                                                                       1e-9)
                     self.metrics.write({"kind": "train", "step": self.step,
-                                        "epoch": self.epoch + 1, **values})
+                                        "epoch": self.epoch + 1, **values,
+                                        "tokens_per_s": round(rate, 1)})
+                    interval_start, interval_tokens = now, self.train_tokens
                 bar.update(1)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
+                paused = time.perf_counter()
                 if training.eval_every and self.step % training.eval_every == 0:
-                    self.train_seconds += time.perf_counter() - started
                     early = self._evaluate_and_log(self.epoch + 1)
-                    started = time.perf_counter()
                 if training.checkpoint_every and self.step % training.checkpoint_every == 0:
                     self.checkpoint()
+                spent = time.perf_counter() - paused
+                started += spent
+                interval_start += spent
                 if early:
                     completed = False
                     break
