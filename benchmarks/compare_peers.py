@@ -31,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ STORED = [ROOT / "benchmarks" / "results" / "peers.json",
           ROOT / "benchmarks" / "peers" / "work" / "second_run.json"]
 
 
-def train_ours(data: Path, run_dir: Path, updates: int) -> tuple[Any, Any]:
+def train_ours(data: Path, run_dir: Path, updates: int,
+               adjust: Callable[[Any], Any] | None = None) -> tuple[Any, Any]:
+    """Train specs/reference.toml on the peers' data files (``adjust``: a last change to
+    the spec, e.g. another seed)."""
     from assembly.spec import load_spec
     from assembly.train.trainer import Trainer
 
@@ -58,6 +62,8 @@ def train_ours(data: Path, run_dir: Path, updates: int) -> tuple[Any, Any]:
                              test=(str(data / "test.src"), str(data / "test.tgt")))
     spec = attrs.evolve(spec, data=data_spec, training=attrs.evolve(
         spec.training, max_updates=updates, epochs=100))
+    if adjust is not None:
+        spec = adjust(spec)
     trainer = Trainer(spec, run_dir, progress=False, log=lambda line: None)
     return trainer, trainer.fit()
 
