@@ -1,8 +1,9 @@
 """The fused teacher-forced decoder (assembly.nn.teacher_forcing) against the generic step
 loop (``Seq2Seq._loop``, the reference): in float64 the outputs and the gradients of every
 parameter and of the inputs agree to 1e-9, with and without dropout (the same seed draws
-the same masks), with gradients injected into every output the regularisers read; and
-configurations it does not cover keep the generic loop."""
+the same masks), with gradients injected into every output the regularisers read, for LSTM
+and GRU decoders (both update conventions); and configurations it does not cover (mixed
+LSTM/GRU stacks among them) keep the generic loop."""
 
 from __future__ import annotations
 
@@ -48,12 +49,20 @@ CONFIGS: dict[str, dict[str, Any]] = {
                    "continuous": ContinuousSpec(input_dim=3, output_dim=2),
                    "decoder__attention": FEEDING},
 }
+# decoder cells every equality test runs with: the LSTM, the GRU in torch's convention and
+# in Cho's (the update gate stored negated; with a gate bias, else the two built the same)
+CELLS = ("lstm", "gru-torch", "gru-cho")
 DROPOUT = {"decoder__dropout": 0.3, "decoder__attention__dropout": 0.25,
            "target__dropout": 0.2, "source__dropout": 0.1, "encoder__dropout": 0.1}
 
 
-def _spec(name: str, dropout: bool) -> Spec:
+def _spec(name: str, dropout: bool, cell: str = "lstm") -> Spec:
     overrides = dict(CONFIGS[name])
+    if cell != "lstm":
+        bias = overrides.get("decoder__cell", LstmSpec()).bias
+        update = cell.removeprefix("gru-")
+        overrides["decoder__cell"] = GruSpec(update=update, bias=bias,
+                                             gate_bias=1.0 if update == "cho" else None)
     if dropout:
         overrides.update({k: v for k, v in DROPOUT.items()
                           if not (k.startswith(("target", "source")) and "mode" in overrides)})
@@ -75,7 +84,7 @@ def _batch(spec: Spec, seed: int = 1, **kwargs: Any) -> Batch:
 
 
 def _fused_ran(outputs: Any) -> bool:
-    return type(outputs.decoder_outputs.grad_fn).__name__ == "TeacherForcedLSTMBackward"
+    return type(outputs.decoder_outputs.grad_fn).__name__ == "TeacherForcedBackward"
 
 
 def _run(model: Any, batch: Batch, *, fused: bool, inject: bool, seed: int = 3
@@ -123,8 +132,10 @@ def _assert_same(a: Any, b: Any) -> None:
 @pytest.mark.parametrize("inject", [False, True], ids=["loss", "injected"])
 @pytest.mark.parametrize("dropout", [False, True], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_fused_equals_the_generic_loop(name: str, dropout: bool, inject: bool) -> None:
-    spec = _spec(name, dropout)
+@pytest.mark.parametrize("cell", CELLS)
+def test_fused_equals_the_generic_loop(cell: str, name: str, dropout: bool,
+                                       inject: bool) -> None:
+    spec = _spec(name, dropout, cell)
     model = _model(spec)
     assert model.decoder.fused_teacher_forcing
     batch = _batch(spec)
@@ -146,13 +157,14 @@ def test_fused_equals_the_generic_loop(name: str, dropout: bool, inject: bool) -
 
 @pytest.mark.parametrize("name", [n for n in CONFIGS if "dot" not in n
                                   and "general" not in n][:3])
+@pytest.mark.parametrize("cell", CELLS)
 def test_recomputed_squashing_gives_the_same_gradients(
-        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        cell: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the memory budget the backward recomputes σ(K + 2 W_q s_t) instead of
     keeping it: same gradients."""
     import assembly.nn.teacher_forcing as teacher_forcing
 
-    spec = _spec(name, True)
+    spec = _spec(name, True, cell)
     model = _model(spec)
     if model.decoder.attention.score not in ("additive", "concat"):
         pytest.skip("not a squashed score")
@@ -165,9 +177,10 @@ def test_recomputed_squashing_gives_the_same_gradients(
         torch.testing.assert_close(params[key], kept_params[key], rtol=TOL, atol=TOL, msg=key)
 
 
-def test_dropout_draws_the_same_masks_in_the_same_order() -> None:
+@pytest.mark.parametrize("cell", CELLS)
+def test_dropout_draws_the_same_masks_in_the_same_order(cell: str) -> None:
     """Both paths leave torch's generator in the same state, and dropout does act."""
-    spec = _spec("three-layers", dropout=True)
+    spec = _spec("three-layers", dropout=True, cell=cell)
     model = _model(spec)
     batch = _batch(spec)
     states = []
@@ -185,8 +198,9 @@ def test_dropout_draws_the_same_masks_in_the_same_order() -> None:
 
 
 @pytest.mark.parametrize("lengths", [(6, 1, 3, 6, 2), (2, 2, 2, 2, 2), (6, 5, 4, 3, 2)])
-def test_padded_targets_of_different_lengths(lengths: tuple[int, ...]) -> None:
-    spec = _spec("reference-like", dropout=True)
+@pytest.mark.parametrize("cell", CELLS)
+def test_padded_targets_of_different_lengths(cell: str, lengths: tuple[int, ...]) -> None:
+    spec = _spec("reference-like", dropout=True, cell=cell)
     model = _model(spec)
     batch = random_batch(spec, batch=5, source_steps=7, target_steps=max(lengths), seed=4,
                          target_lengths=lengths, registry=REGISTRY)
@@ -198,8 +212,9 @@ def test_padded_targets_of_different_lengths(lengths: tuple[int, ...]) -> None:
                                    msg=key)
 
 
-def test_eval_and_no_grad_match_and_float32_agrees() -> None:
-    spec = _spec("two-layers-general", dropout=True)
+@pytest.mark.parametrize("cell", CELLS)
+def test_eval_and_no_grad_match_and_float32_agrees(cell: str) -> None:
+    spec = _spec("two-layers-general", dropout=True, cell=cell)
     model = _model(spec).eval()
     batch = _batch(spec)
     results = []
@@ -224,7 +239,6 @@ UNSUPPORTED: dict[str, dict[str, Any]] = {
     "query-all": {"depth": 2, "decoder__attention": AttentionSpec(query="all",
                                                                    input_feeding=True)},
     "inner-sync": {"depth": 2, "decoder__inner_sync": True, "decoder__attention": FEEDING},
-    "gru": {"decoder__cell": GruSpec(), "decoder__attention": FEEDING},
 }
 
 
@@ -238,8 +252,29 @@ def test_unsupported_configurations_keep_the_generic_loop(name: str) -> None:
     assert not _fused_ran(outputs)
 
 
-def test_scheduled_sampling_switch_and_autocast_keep_the_generic_loop() -> None:
-    spec = _spec("reference-like", dropout=False)
+@pytest.mark.parametrize("cell", CELLS)
+def test_built_in_stacks_of_one_cell_are_supported(cell: str) -> None:
+    assert _model(_spec("three-layers", dropout=False, cell=cell)).decoder.fused_teacher_forcing
+
+
+def test_mixed_lstm_gru_stacks_keep_the_generic_loop() -> None:
+    """A stack of built-in LSTM and GRU layers is not one the node runs (the layers of
+    one stack share a cell in a spec, so the mix is made by swapping a layer)."""
+    from assembly.nn import teacher_forcing
+
+    for cell, other in (("lstm", "gru-torch"), ("gru-cho", "lstm")):
+        for index in (0, 1):
+            decoder = _model(_spec("two-layers-general", dropout=False, cell=cell)).decoder
+            assert decoder.fused_teacher_forcing
+            swapped = _model(_spec("two-layers-general", dropout=False, cell=other))
+            decoder.layers[index] = swapped.decoder.layers[index]
+            assert not teacher_forcing.supported(decoder)
+            assert not decoder.fused_teacher_forcing
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_scheduled_sampling_switch_and_autocast_keep_the_generic_loop(cell: str) -> None:
+    spec = _spec("reference-like", dropout=False, cell=cell)
     model = _model(spec)
     batch = _batch(spec)
     args = (batch.source, batch.source_lengths, batch.target, batch.target_lengths)

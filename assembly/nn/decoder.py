@@ -9,9 +9,10 @@ the output layer reads.
 Where no step depends on the previous one's result (no input feeding, no attention
 before the step, no inner sync, no sampling), :meth:`Decoder.forward_parallel` runs every
 layer over the whole sequence with the fused kernels and attends for all steps at once.
-Where input feeding is the only such dependence and the layers are built-in LSTMs
-(:attr:`Decoder.fused_teacher_forcing`), :meth:`Decoder.forward_teacher_forced` runs the
-step loop as one autograd node with a hand-written backward (assembly.nn.teacher_forcing).
+Where input feeding is the only such dependence and the layers are all built-in LSTMs or
+all built-in GRUs (:attr:`Decoder.fused_teacher_forcing`),
+:meth:`Decoder.forward_teacher_forced` runs the step loop as one autograd node with a
+hand-written backward (assembly.nn.teacher_forcing).
 """
 
 from __future__ import annotations
@@ -105,7 +106,9 @@ class Decoder(nn.Module):
     def fused_teacher_forcing(self) -> bool:
         """Whether a teacher-forced pass with input feeding runs as one hand-differentiated
         node (:mod:`assembly.nn.teacher_forcing`) instead of ``Seq2Seq._loop``: built-in
-        LSTM layers, attention after the step queried with the top state, no inner sync."""
+        ``lstm`` layers or built-in ``gru`` layers (all one or all the other; a mixed stack
+        takes the loop), attention after the step queried with the top state, no inner
+        sync."""
         return self.fuse_teacher_forcing and teacher_forcing.supported(self)
 
     @property

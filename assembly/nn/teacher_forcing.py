@@ -3,19 +3,27 @@
 Input feeding makes every decoder step read the previous step's attentional vector, so
 a teacher-forced pass cannot run as one fused sequence (:meth:`Decoder.forward_parallel`)
 and :meth:`Seq2Seq._loop` records ~40 small autograd nodes per step. For the common
-stack (built-in ``lstm`` layers, attention *after* the step on the top layer's state,
-input feeding, no inner sync, no scheduled sampling) :class:`TeacherForcedLSTM` runs the
-whole sequence instead: the forward runs without recording (writing every activation the
-backward needs into time-major buffers), the backward through time is written out with
-the fewest per-step operations, and every weight gradient is deferred to one large matmul
-over all steps, as cuDNN's RNN backward does. The generic loop stays the reference (and
-the path for everything else); tests/test_teacher_forcing.py holds the two equal.
+stack (built-in ``lstm`` layers, or built-in ``gru`` layers — one cell for the whole stack,
+attention *after* the step on the top layer's state, input feeding, no inner sync, no
+scheduled sampling) :class:`TeacherForced` runs the whole sequence instead: the forward
+runs without recording (writing every activation the backward needs into time-major
+buffers), the backward through time is written out with the fewest per-step operations,
+and every weight gradient is deferred to one large matmul over all steps, as cuDNN's RNN
+backward does. The generic loop stays the reference (and the path for everything else,
+mixed LSTM/GRU stacks included); tests/test_teacher_forcing.py holds the two equal.
+
+The node itself (the inputs, dropout between layers, attention, h̃, the deferred products)
+is shared; what is particular to a cell — its buffers, its step forward and backward and
+its weight gradients — lives apart in :class:`_LSTMCell` and :class:`_GRUCell` (the GRU's
+equations are in that class's docstring), behind the functions listed above them.
 
 Forward, step t (layer l, inputs x⁰_t = [y_t; h̃_{t−1}], xˡ_t = dropout(hˡ⁻¹_t)):
 
-    [i f g o] = σσtanhσ(W_ih xˡ_t + W_hh hˡ_{t−1} + b)
-    cˡ_t = f⊙cˡ_{t−1} + i⊙g,   hˡ_t = o⊙tanh(cˡ_t),   s_t = h^top_t
-    e_t = score(s_t, K) (masked),  a_t = softmax(e_t),  ctx_t = a_tᵀ V
+    LSTM: [i f g o] = σσtanhσ(W_ih xˡ_t + W_hh hˡ_{t−1} + b)
+          cˡ_t = f⊙cˡ_{t−1} + i⊙g,   hˡ_t = o⊙tanh(cˡ_t)
+    GRU:  [r z] = σ(W_i[rz] xˡ_t + W_h[rz] hˡ_{t−1} + b[rz])
+          n = tanh(W_in xˡ_t + b_in + r⊙(W_hn hˡ_{t−1} + b_hn)),   hˡ_t = (1−z)⊙n + z⊙hˡ_{t−1}
+    s_t = h^top_t,  e_t = score(s_t, K) (masked),  a_t = softmax(e_t),  ctx_t = a_tᵀ V
     h̃_t = dropout(tanh(W_c [ctx_t; s_t] + b_c))
 
 y_t is everything fed that does not depend on the previous step (the previous target's
@@ -33,7 +41,7 @@ arrives from outside into an output; m the dropout masks):
         additive/concat (attention.py's form 2 vᵀσ(2 W_q s + K)):
             δz_t = δe_t ⊗ σ'(z_t),  δq_t = 4 v ⊙ Σ_s δz_ts,  δK += 2 v ⊙ δz_t
         dot/general: δq_t = δe_t K,  δK += δe_tᵀ q_t
-    per layer, top down:
+    per layer, top down (LSTM; the GRU's step is in :class:`_GRUCell`):
         δc = δc_{t+1} ⊙ f_{t+1} + δh ⊙ o ⊙ (1 − tanh² c)
         δ[i f g o] = [δc⊙g⊙σ'(i), δc⊙c_{t−1}⊙σ'(f), δc⊙i⊙(1 − g²), δh⊙tanh c⊙σ'(o)]
         [δx; δh_{t−1}] = δ[i f g o] [W_ih W_hh]                 (one matmul)
@@ -43,6 +51,7 @@ arrives from outside into an output; m the dropout masks):
 and after the loop, with every step's rows stacked (T·B rows, one matmul each):
 
     δ[W_ih W_hh] = δGatesᵀ [X H_prev],   δb_ih = δb_hh = Σ δGates,   δy = δGates⁰ W_ih[:, y]
+    (the GRU: δW_ih = δ[n_x r z]ᵀ X, δW_hh = δ[r z n_h]ᵀ H_prev, rows put in torch's order)
     δW_c = δUᵀ [Ctx S],   δV = Σ_t a_tᵀ δctx_t,   δW_q = (4 v ⊙ δQ)ᵀ S,   δv = 2 Σ δe σ
 
 What it buys, measured with benchmarks/teacher_forcing.py (the reference model, batch 64,
@@ -59,6 +68,15 @@ for the forward), and σ'(z) formed once per step in the backward rather than st
 (storing it cost 9%). About 20 of the node's 49 ms are those matmuls and ~10 the
 (B, S, A) squashing of additive attention, which both paths do alike.
 
+The same model with a GRU decoder (``--cell gru``, same conditions, 100 pairs;
+results/teacher_forcing_gru_depth1.json): 92.1 → 68.2 ms per update (1.36×, quartiles
+1.32–1.43); four such runs gave 1.33–1.41× at load averages 1.4–1.9, the LSTM 1.35–1.49×
+back to back with them (these ratios grow with the machine's load: the step loop suffers
+more from it). Two matmuls per GRU step (input and hidden parts, each into its contiguous
+columns) are 6 % faster per update than one block matmul of [x; h] with zero blocks that
+keeps n's two parts apart (paired, 1.06×, quartiles 1.04–1.09): a quarter fewer flops
+outweighs three more kernels per step.
+
 Dropout masks are drawn from torch's global generator with the very calls nn.Dropout
 makes (``empty(B, ·).bernoulli_(1 − p).div_(1 − p)``, same shapes, same order), so a seed
 gives the same masks, and the same results, as the generic loop.
@@ -73,7 +91,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from assembly.nn.fused import FusedLSTM
+from assembly.nn.fused import FusedGRU, FusedLSTM
 
 _SCORES = ("additive", "concat", "dot", "general")
 
@@ -84,19 +102,23 @@ _SCORES = ("additive", "concat", "dot", "general")
 # would be 1.3 GB).
 SQUASHED_MEMORY_BUDGET = 64 * 2**20  # the reference batch (64 × 13 × 13 steps) needs 5.5 MB
 
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+_tanh_backward = torch.ops.aten.tanh_backward
+
 
 def supported(decoder: Any) -> bool:
-    """Whether ``decoder``'s structure is one :class:`TeacherForcedLSTM` runs: built-in
-    ``lstm`` layers, attention after the step on the top layer's state with input
-    feeding, no inner sync; the layers agree on bias. (Peek is fine: it joins the
-    per-step static input y_t.)"""
+    """Whether ``decoder``'s structure is one :class:`TeacherForced` runs: built-in
+    ``lstm`` layers or built-in ``gru`` layers (not a mix), attention after the step on
+    the top layer's state with input feeding, no inner sync; the layers agree on bias.
+    (Peek is fine: it joins the per-step static input y_t.)"""
     attention = decoder.attention
     if attention is None or decoder.position != "after" or not decoder.input_feeding:
         return False
     if decoder.query != "top" or decoder.sync_maps is not None:
         return False
     layers = list(decoder.layers)
-    if not all(type(layer) is FusedLSTM for layer in layers):
+    if type(layers[0]) not in _CELLS or any(type(layer) is not type(layers[0])
+                                            for layer in layers):
         return False
     if any(layer.has_bias != layers[0].has_bias for layer in layers):
         return False
@@ -124,6 +146,7 @@ def runnable(decoder: Any, values: Tensor) -> bool:
 class _Layout:
     """The static description the autograd function needs besides its tensors."""
 
+    cell: str  # "lstm" or "gru" (a key of _CELLS' values)
     steps: int
     static: int  # width of y_t (0: nothing but the fed h̃)
     inputs: tuple[int, ...]  # per layer: input size (layer 0: static + feature size)
@@ -145,13 +168,14 @@ def run(decoder: Any, static: Tensor | None, layers: list[tuple[Tensor, ...]],
     """Teacher-forced steps of ``decoder`` (see :func:`supported`).
 
     static (B, T, Y) or None: the per-step input without the fed h̃; layers: each
-    layer's initial (h, c); feed (B, F) h̃ before step 0; keys, values, mask as in
-    :class:`~assembly.nn.decoder.Memory`. Returns features (B, T, F), attention weights
-    (B, T, S), the top layer's outputs (B, T, O) and every layer's outputs (the last is
-    the top's)."""
+    layer's initial state ((h, c) for LSTM, (h,) for GRU); feed (B, F) h̃ before step 0;
+    keys, values, mask as in :class:`~assembly.nn.decoder.Memory`. Returns features
+    (B, T, F), attention weights (B, T, S), the top layer's outputs (B, T, O) and every
+    layer's outputs (the last is the top's)."""
     attention = decoder.attention
     cells = list(decoder.layers)
     layout = _Layout(
+        cell=_CELLS[type(cells[0])].name,
         steps=steps, static=0 if static is None else static.shape[-1],
         inputs=tuple(c.input_size for c in cells), hidden=tuple(c.hidden_size for c in cells),
         bias=cells[0].has_bias, score=attention.score,
@@ -162,28 +186,244 @@ def run(decoder: Any, static: Tensor | None, layers: list[tuple[Tensor, ...]],
     vector = attention.vector.weight if attention.squashed else None
     tensors: list[Tensor | None] = []
     for cell, state in zip(cells, layers, strict=True):
-        tensors += [state[0], state[1], cell.weight_ih, cell.weight_hh, cell.bias_ih,
-                    cell.bias_hh]
+        tensors += [state[0], state[1] if len(state) > 1 else None, cell.weight_ih,
+                    cell.weight_hh, cell.bias_ih, cell.bias_hh]
     tensors += [query, vector, decoder.attentional.weight, decoder.attentional.bias]
-    features, weights, top, *inner = TeacherForcedLSTM.apply(
+    features, weights, top, *inner = TeacherForced.apply(
         layout, static, keys, values, mask, feed, *tensors)
     return features, weights, top, [*inner, top]
 
 
-class TeacherForcedLSTM(torch.autograd.Function):
+# The cells. Each is a namespace of the functions the node calls per layer, so that the
+# node itself (inputs, dropout between layers, attention, deferred products) is shared:
+#   forward_setup(x, c0, W_ih, W_hh, b_ih, b_hh, size, hidden) → (saved, views)
+#       x (T+1, B, I+H) is the layer's [input; h_{t−1}] buffer (rows :T filled by the
+#       node as the steps go, h0 in row 0); saved: what backward_setup reads; views:
+#       what step reads;
+#   step(views, t, minus_one): step t, writing h_t into x[t+1, :, I:];
+#   backward_setup(saved, W_in, W_hh, first, hidden) → (views, δGates (T, B, G))
+#       W_in: W_ih without layer 0's static columns, ``first`` (its column count) where
+#       δinput ends in [δinput; δh_{t−1}];
+#   backward_step(views, t, δh_t, carry) → (δinput_t, δh_{t−1}, carry) (carry: δc for
+#       the LSTM, None for the GRU), filling δGates[t];
+#   static_grad(δGates (T·B, G), W_ih[:, :Y]) → δy (T·B, Y), layer 0's static input;
+#   weight_grads(δGates (T·B, G), [X H_prev] (T·B, I+H), I, hidden, bias)
+#       → δW_ih, δW_hh, δb_ih, δb_hh.
+
+
+class _LSTMCell:
+    """i, f, g, o in one (B, 4H) matmul of [x; h_{t−1}]; the cell gate's rows doubled so
+    that tanh runs as 2σ(2x) − 1."""
+
+    name = "lstm"
+
+    @staticmethod
+    def forward_setup(x: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                      b_hh: Tensor | None, size: int, hidden: int
+                      ) -> tuple[tuple[Tensor, ...], tuple[Any, ...]]:
+        steps, batch = x.shape[0] - 1, x.shape[1]
+        new = x.new_empty
+        c = new(steps + 1, batch, hidden)
+        c[0] = c0
+        act = new(steps, batch, 4 * hidden)
+        tc = new(steps, batch, hidden)
+        doubled = torch.cat([w_ih, w_hh], 1)  # the cell gate's rows doubled: tanh via σ
+        doubled[2 * hidden:3 * hidden] *= 2
+        bias = None
+        if b_ih is not None:
+            bias = b_ih + b_hh
+            bias[2 * hidden:3 * hidden] *= 2
+        i, f, g, o = (part.unbind(0) for part in act.split(hidden, 2))
+        views = (x[:steps].unbind(0), act.unbind(0), i, f, g, o, c.unbind(0), tc.unbind(0),
+                 x[1:, :, size:].unbind(0), doubled.t(), bias)
+        return (c, act, tc), views
+
+    @staticmethod
+    def step(views: tuple[Any, ...], t: int, minus_one: Tensor) -> None:
+        xin, act, i, f, g, o, c, tc, h, w, bias = views
+        if bias is None:
+            torch.mm(xin[t], w, out=act[t]).sigmoid_()
+        else:
+            torch.addmm(bias, xin[t], w, out=act[t]).sigmoid_()
+        torch.add(minus_one, g[t], alpha=2, out=g[t])  # g = tanh = 2σ(2·) − 1
+        torch.mul(f[t], c[t], out=c[t + 1])
+        c[t + 1].addcmul_(i[t], g[t])
+        torch.mul(c[t + 1], 2, out=tc[t]).sigmoid_()
+        torch.add(minus_one, tc[t], alpha=2, out=tc[t])  # tanh c
+        torch.mul(o[t], tc[t], out=h[t])
+
+    @staticmethod
+    def backward_setup(saved: tuple[Tensor, ...], w_in: Tensor, w_hh: Tensor, first: int,
+                       hidden: int) -> tuple[tuple[Any, ...], Tensor]:
+        c, act, tc = saved
+        steps, batch = act.shape[:2]
+        new = act.new_empty
+        i, f, g, o = act.split(hidden, 2)
+        factor = new(steps, batch, 4 * hidden)
+        _sigmoid_backward(g, i, grad_input=factor[..., :hidden])  # g ⊙ σ'(i)
+        _sigmoid_backward(c[:steps], f, grad_input=factor[..., hidden:2 * hidden])
+        factor[..., 2 * hidden:3 * hidden] = _tanh_backward(i, g)  # i ⊙ tanh'(g)
+        _sigmoid_backward(tc, o, grad_input=factor[..., 3 * hidden:])
+        d_cell = _tanh_backward(o, tc)  # o ⊙ (1 − tanh² c)
+        d_gates = new(steps, batch, 4 * hidden)
+        views = (factor[..., :3 * hidden].view(steps, batch, 3, hidden).unbind(0),
+                 factor[..., 3 * hidden:].unbind(0), d_cell.unbind(0), f.unbind(0),
+                 d_gates[..., :3 * hidden].view(steps, batch, 3, hidden).unbind(0),
+                 d_gates[..., 3 * hidden:].unbind(0), d_gates.unbind(0),
+                 torch.cat([w_in, w_hh], 1), first)
+        return views, d_gates
+
+    @staticmethod
+    def backward_step(views: tuple[Any, ...], t: int, dh: Tensor, d_c: Tensor | None
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+        f_ifg, f_o, d_cell, forget, dg_ifg, dg_o, dg, w, first = views
+        dc = dh * d_cell[t] if d_c is None else torch.addcmul(d_c, dh, d_cell[t])
+        torch.mul(dc.unsqueeze(1), f_ifg[t], out=dg_ifg[t])
+        torch.mul(dh, f_o[t], out=dg_o[t])
+        dx = torch.mm(dg[t], w)  # [δ input; δh_{t−1}] (B, I + H)
+        return dx[:, :first], dx[:, first:], dc * forget[t]
+
+    @staticmethod
+    def static_grad(d_gates: Tensor, w_static: Tensor) -> Tensor:
+        return d_gates @ w_static
+
+    @staticmethod
+    def weight_grads(d_gates: Tensor, x: Tensor, split: int, hidden: int, bias: bool
+                     ) -> tuple[Tensor | None, ...]:
+        d_w = d_gates.t() @ x  # (4H, I + H)
+        if not bias:
+            return d_w[:, :split], d_w[:, split:], None, None
+        d_b = d_gates.sum(0)
+        return d_w[:, :split], d_w[:, split:], d_b, d_b.clone()
+
+
+class _GRUCell:
+    """Two matmuls per step: [n_x r z] = x W_i + b_i into columns :3H of a (B, 4H) row,
+    then [r z n_h] += h_{t−1} W_h into columns H: (n_h's column prefilled with b_hn for
+    all steps), so n_x = W_in x + b_in and n_h = W_hn h + b_hn stay apart (r multiplies
+    n_h) while r and z add up in place. The n columns are doubled so that tanh runs as
+    2σ(2x) − 1. Per step: n = tanh(n_x + r ⊙ n_h), h' = n + z ⊙ (h_{t−1} − n), which is
+    (1 − z) ⊙ n + z ⊙ h_{t−1}. Backward (δh the total gradient into h_t):
+
+        δn_x = δh ⊙ (1 − z) ⊙ (1 − n²),   δr = δn_x ⊙ n_h ⊙ σ'(r),
+        δz = δh ⊙ (h_{t−1} − n) ⊙ σ'(z),   δn_h = δn_x ⊙ r,
+        δx = δ[n_x r z] W_iᵀ,   δh_{t−1} = δ[r z n_h] W_hᵀ + δh ⊙ z
+
+    (the factors of δh and δn_x formed for all steps at once). The gate columns are in
+    the order [n_x, r, z, n_h], the one that makes both matmuls' columns contiguous; the
+    weight gradients are put back in torch's order r, z, n. ``update = "cho"`` needs
+    nothing of its own: FusedGRU stores its update gate negated, so these equations hold."""
+
+    name = "gru"
+
+    @staticmethod
+    def forward_setup(x: Tensor, c0: None, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                      b_hh: Tensor | None, size: int, hidden: int
+                      ) -> tuple[tuple[Tensor, ...], tuple[Any, ...]]:
+        steps, batch = x.shape[0] - 1, x.shape[1]
+        new = x.new_empty
+        h, h2, h3 = hidden, 2 * hidden, 3 * hidden
+        act = new(steps, batch, 4 * hidden)  # [2 n_x (then n), r, z, 2 n_h]
+        diff = new(steps, batch, hidden)  # h_{t−1} − n_t
+        w_i = torch.cat([w_ih[h2:] * 2, w_ih[:h2]]).t()  # (I, 3H): 2 W_in, W_ir, W_iz
+        w_h = torch.cat([w_hh[:h2], w_hh[h2:] * 2]).t()  # (H, 3H): W_hr, W_hz, 2 W_hn
+        bias = None
+        if b_ih is None:
+            act[..., h3:] = 0
+        else:
+            bias = torch.cat([b_ih[h2:] * 2, b_ih[:h2] + b_hh[:h2]])
+            act[..., h3:] = b_hh[h2:] * 2
+        n, r, z, n_h = (part.unbind(0) for part in act.split(hidden, 2))
+        views = (x[:steps, :, :size].unbind(0), x[:steps, :, size:].unbind(0),
+                 act[..., :h3].unbind(0), act[..., h:].unbind(0), act[..., h:h3].unbind(0),
+                 r, z, n, n_h, diff.unbind(0), x[1:, :, size:].unbind(0), w_i, w_h, bias)
+        return (act, diff), views
+
+    @staticmethod
+    def step(views: tuple[Any, ...], t: int, minus_one: Tensor) -> None:
+        xin, h_prev, from_x, from_h, rz, r, z, n, n_h, diff, h, w_i, w_h, bias = views
+        if bias is None:
+            torch.mm(xin[t], w_i, out=from_x[t])
+        else:
+            torch.addmm(bias, xin[t], w_i, out=from_x[t])
+        from_h[t].addmm_(h_prev[t], w_h)
+        rz[t].sigmoid_()
+        n[t].addcmul_(r[t], n_h[t]).sigmoid_()
+        torch.add(minus_one, n[t], alpha=2, out=n[t])  # n = tanh = 2σ(2·) − 1
+        torch.sub(h_prev[t], n[t], out=diff[t])
+        torch.addcmul(n[t], z[t], diff[t], out=h[t])  # (1 − z) n + z h
+
+    @staticmethod
+    def backward_setup(saved: tuple[Tensor, ...], w_in: Tensor, w_hh: Tensor, first: int,
+                       hidden: int) -> tuple[tuple[Any, ...], Tensor]:
+        act, diff = saved
+        steps, batch = act.shape[:2]
+        new = act.new_empty
+        h, h2, h3 = hidden, 2 * hidden, 3 * hidden
+        n, r, z, n_h2 = act.split(hidden, 2)
+        factor = new(steps, batch, h3)  # [δn_x/δh, δr/δn_x, δz/δh]
+        factor[..., :h] = _tanh_backward(1 - z, n)  # (1 − z) ⊙ (1 − n²)
+        _sigmoid_backward(n_h2, r, grad_input=factor[..., h:h2])  # 2 n_h ⊙ σ'(r)
+        factor[..., h:h2] *= 0.5
+        _sigmoid_backward(diff, z, grad_input=factor[..., h2:])  # (h − n) ⊙ σ'(z)
+        d_gates = new(steps, batch, 4 * hidden)  # [n_x, r, z, n_h]
+        views = (factor[..., :h].unbind(0), factor[..., h:h2].unbind(0),
+                 factor[..., h2:].unbind(0), r.unbind(0), z.unbind(0),
+                 d_gates[..., :h].unbind(0), d_gates[..., h:h2].unbind(0),
+                 d_gates[..., h2:h3].unbind(0), d_gates[..., h3:].unbind(0),
+                 d_gates[..., :h3].unbind(0), d_gates[..., h:].unbind(0),
+                 torch.cat([w_in[h2:], w_in[:h2]]), w_hh)  # W_i: rows n, r, z
+        return views, d_gates
+
+    @staticmethod
+    def backward_step(views: tuple[Any, ...], t: int, dh: Tensor, carry: None
+                      ) -> tuple[Tensor, Tensor, None]:
+        f_n, f_r, f_z, r, z, dg_n, dg_r, dg_z, dg_nh, from_x, from_h, w_i, w_h = views
+        dn = torch.mul(dh, f_n[t], out=dg_n[t])
+        torch.mul(dn, f_r[t], out=dg_r[t])
+        torch.mul(dh, f_z[t], out=dg_z[t])
+        torch.mul(dn, r[t], out=dg_nh[t])
+        d_input = torch.mm(from_x[t], w_i)  # (B, I)
+        return d_input, torch.addcmul(torch.mm(from_h[t], w_h), dh, z[t]), None
+
+    @staticmethod
+    def static_grad(d_gates: Tensor, w_static: Tensor) -> Tensor:
+        h2 = 2 * w_static.shape[0] // 3
+        return d_gates[:, :w_static.shape[0]] @ torch.cat([w_static[h2:], w_static[:h2]])
+
+    @staticmethod
+    def weight_grads(d_gates: Tensor, x: Tensor, split: int, hidden: int, bias: bool
+                     ) -> tuple[Tensor | None, ...]:
+        h, h3 = hidden, 3 * hidden
+        d_x = d_gates[:, :h3].t() @ x[:, :split]  # rows n, r, z
+        d_ih = torch.cat([d_x[h:], d_x[:h]])
+        d_hh = d_gates[:, h:].t() @ x[:, split:]  # rows r, z, n: torch's order
+        if not bias:
+            return d_ih, d_hh, None, None
+        d_b = d_gates.sum(0)
+        return d_ih, d_hh, torch.cat([d_b[h:h3], d_b[:h]]), d_b[h:]
+
+
+_CELLS: dict[type, Any] = {FusedLSTM: _LSTMCell, FusedGRU: _GRUCell}
+_BY_NAME = {cell.name: cell for cell in _CELLS.values()}
+
+
+class TeacherForced(torch.autograd.Function):
     """See the module docstring. Inputs: layout, static, keys, values, mask, feed, then per
-    layer (h0, c0, W_ih, W_hh, b_ih, b_hh), then W_q (or None), v (or None), W_c, b_c.
-    Outputs (batch-major views of time-major buffers): features, weights, top, the
-    outputs of every layer below the top.
+    layer (h0, c0 (None for a GRU), W_ih, W_hh, b_ih, b_hh), then W_q (or None), v (or
+    None), W_c, b_c. Outputs (batch-major views of time-major buffers): features, weights,
+    top, the outputs of every layer below the top.
 
     Each tanh runs as 2σ(2x) − 1 (torch's CPU tanh is ~3× slower than its sigmoid): the
-    cell-gate rows of the weights and W_c, b_c are doubled for the forward."""
+    tanh gates' rows of the weights (:class:`_LSTMCell`, :class:`_GRUCell`) and W_c, b_c
+    are doubled for the forward."""
 
     @staticmethod
     def forward(ctx: Any, layout: _Layout, static: Tensor | None, keys: Tensor,
                 values: Tensor, mask: Tensor, feed: Tensor, *rest: Tensor | None
                 ) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
+        cell = _BY_NAME[layout.cell]
         count = len(layout.hidden)
         query, vector, w_c, b_c = rest[6 * count:]
         steps, y = layout.steps, layout.static
@@ -196,32 +436,18 @@ class TeacherForcedLSTM(torch.autograd.Function):
         # xs[l] (T+1, B, I+H): row t holds [input of step t, h_{t−1}] (layer 0's input is
         # [y_t, h̃_{t−1}]); step t writes h_t into row t+1, so rows :T are the X and
         # H_prev of the deferred weight gradients.
-        xs, cs, acts, tanh_c, weights, steps_of = [], [], [], [], [], []
+        xs, saved, steps_of = [], [], []
         for index in range(count):
             size, hidden = layout.inputs[index], layout.hidden[index]
             h0, c0, w_ih, w_hh, b_ih, b_hh = rest[6 * index:6 * index + 6]
             x = new(steps + 1, batch, size + hidden)
             x[0, :, size:] = h0
-            c = new(steps + 1, batch, hidden)
-            c[0] = c0
-            act = new(steps, batch, 4 * hidden)
-            tc = new(steps, batch, hidden)
-            doubled = torch.cat([w_ih, w_hh], 1)  # the cell gate's rows doubled: tanh via σ
-            doubled[2 * hidden:3 * hidden] *= 2
-            bias = None
-            if layout.bias:
-                bias = b_ih + b_hh
-                bias[2 * hidden:3 * hidden] *= 2
             if index == 0 and y:
                 x[:steps, :, :y] = static.transpose(0, 1)
             xs.append(x)
-            cs.append(c)
-            acts.append(act)
-            tanh_c.append(tc)
-            weights.append((doubled.t(), bias))
-            i, f, g, o = (part.unbind(0) for part in act.split(hidden, 2))
-            steps_of.append((x[:steps].unbind(0), act.unbind(0), i, f, g, o,
-                             c.unbind(0), tc.unbind(0), x[1:, :, size:].unbind(0)))
+            kept, views = cell.forward_setup(x, c0, w_ih, w_hh, b_ih, b_hh, size, hidden)
+            saved.append(kept)
+            steps_of.append(views)
         x0 = xs[0]
         x0[0, :, y:y + width] = feed
         feeds = x0[1:, :, y:y + width].unbind(0)  # h̃_t, fed to step t+1
@@ -229,6 +455,7 @@ class TeacherForcedLSTM(torch.autograd.Function):
                        else None for i in range(count)]
         belows = [None] + [xs[i][:steps, :, :layout.inputs[i]].unbind(0)
                            for i in range(1, count)]
+        outs = [xs[i][1:, :, layout.inputs[i]:].unbind(0) for i in range(count)]
         noises = [None if n is None else n.unbind(0) for n in layer_noise]
         feature_noise = new(steps, batch, width) if layout.attention_dropout else None
         squashed_tanh = new(steps, batch, width) if layout.attention_dropout else None
@@ -250,28 +477,18 @@ class TeacherForcedLSTM(torch.autograd.Function):
         attended_t, joined_t = attended.unbind(0), joined.unbind(0)
         squashed_t = squashed_tanh.unbind(0) if squashed_tanh is not None else feeds
         feature_noise_t = feature_noise.unbind(0) if feature_noise is not None else None
-        tops = steps_of[-1][8]
+        tops = outs[-1]
 
         for t in range(steps):
             for index in range(count):
-                xin, act, i, f, g, o, c, tc, h = steps_of[index]
-                w, bias = weights[index]
-                if bias is None:
-                    torch.mm(xin[t], w, out=act[t]).sigmoid_()
-                else:
-                    torch.addmm(bias, xin[t], w, out=act[t]).sigmoid_()
-                torch.add(minus_one, g[t], alpha=2, out=g[t])  # g = tanh = 2σ(2·) − 1
-                torch.mul(f[t], c[t], out=c[t + 1])
-                c[t + 1].addcmul_(i[t], g[t])
-                torch.mul(c[t + 1], 2, out=tc[t]).sigmoid_()
-                torch.add(minus_one, tc[t], alpha=2, out=tc[t])  # tanh c
-                torch.mul(o[t], tc[t], out=h[t])
+                cell.step(steps_of[index], t, minus_one)
                 if index + 1 < count:
+                    h = outs[index][t]
                     if noises[index + 1] is not None:
                         noise = _noise(noises[index + 1][t], layout.layer_dropout)
-                        torch.mul(h[t], noise, out=belows[index + 1][t])
+                        torch.mul(h, noise, out=belows[index + 1][t])
                     else:
-                        belows[index + 1][t].copy_(h[t])
+                        belows[index + 1][t].copy_(h)
             top = tops[t]  # (B, O)
             if squashed:
                 s = torch.add(keys, torch.mm(top, query2).unsqueeze(1)).sigmoid_()
@@ -292,8 +509,7 @@ class TeacherForcedLSTM(torch.autograd.Function):
                           out=feeds[t])
 
         ctx.layout = layout
-        ctx.buffers = (xs, cs, acts, tanh_c, layer_noise, feature_noise, squashed_tanh,
-                       attended, joined)
+        ctx.buffers = (xs, saved, layer_noise, feature_noise, squashed_tanh, attended, joined)
         ctx.attention = sig if squashed else queries
         ctx.save_for_backward(keys, values, query, vector, w_c,
                               *(rest[6 * i + 2] for i in range(count)),
@@ -308,8 +524,8 @@ class TeacherForcedLSTM(torch.autograd.Function):
     def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
                  d_top: Tensor | None, *d_layers: Tensor | None) -> tuple[Any, ...]:
         layout = ctx.layout
-        (xs, cs, acts, tanh_c, layer_noise, feature_noise, squashed_tanh, attended,
-         joined) = ctx.buffers
+        cell = _BY_NAME[layout.cell]
+        xs, saved, layer_noise, feature_noise, squashed_tanh, attended, joined = ctx.buffers
         count = len(layout.hidden)
         keys, values, query, vector, w_c = ctx.saved_tensors[:5]
         w_ih = ctx.saved_tensors[5:5 + count]
@@ -320,41 +536,29 @@ class TeacherForcedLSTM(torch.autograd.Function):
         rows = steps * batch
         new = values.new_empty
         squashed = layout.score in ("additive", "concat")
-        sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
-        tanh_backward = torch.ops.aten.tanh_backward
         softmax_backward = torch.ops.aten._softmax_backward_data.out
 
         # Factors of every step at once (T, B, ·).
         if feature_noise is not None:
-            d_tanh = tanh_backward(feature_noise, squashed_tanh)  # m ⊙ (1 − h̃²)
+            d_tanh = _tanh_backward(feature_noise, squashed_tanh)  # m ⊙ (1 − h̃²)
         else:
             out = xs[0][1:, :, y:y + width]
             d_tanh = torch.addcmul(out.new_ones(()), out, out, value=-1)
         # δu_t = (∂h̃_t + δfeed_t) ⊙ d_tanh_t: the ∂h̃ share for all steps at once
         d_u = (d_tanh * d_features.transpose(0, 1) if d_features is not None
                else torch.zeros_like(d_tanh))
-        layers = []
+        layers, d_gates = [], []
         for index in range(count):
-            hidden = layout.hidden[index]
-            i, f, g, o = acts[index].split(hidden, 2)
-            factor = new(steps, batch, 4 * hidden)
-            sigmoid_backward(g, i, grad_input=factor[..., :hidden])  # g ⊙ σ'(i)
-            sigmoid_backward(cs[index][:steps], f, grad_input=factor[..., hidden:2 * hidden])
-            factor[..., 2 * hidden:3 * hidden] = tanh_backward(i, g)  # i ⊙ tanh'(g)
-            sigmoid_backward(tanh_c[index], o, grad_input=factor[..., 3 * hidden:])
-            d_cell = tanh_backward(o, tanh_c[index])  # o ⊙ (1 − tanh² c)
-            d_gates = new(steps, batch, 4 * hidden)
             first = width if index == 0 else layout.inputs[index]
             w_in = w_ih[index][:, y:] if index == 0 else w_ih[index]
+            views, gates = cell.backward_setup(saved[index], w_in, w_hh[index], first,
+                                               layout.hidden[index])
+            d_gates.append(gates)
             layers.append((
-                factor[..., :3 * hidden].view(steps, batch, 3, hidden).unbind(0),
-                factor[..., 3 * hidden:].unbind(0), d_cell.unbind(0), f.unbind(0),
-                d_gates[..., :3 * hidden].view(steps, batch, 3, hidden).unbind(0),
-                d_gates[..., 3 * hidden:].unbind(0), d_gates.unbind(0),
-                torch.cat([w_in, w_hh[index]], 1), first,
+                views, first,
                 None if layer_noise[index] is None else layer_noise[index].unbind(0),
                 None if index == 0 or d_layers[index - 1] is None
-                else d_layers[index - 1].unbind(1), d_gates))
+                else d_layers[index - 1].unbind(1)))
         if squashed:
             sig = ctx.attention  # empty: recompute each step's σ (SQUASHED_MEMORY_BUDGET)
             query2 = (query * 2).t()
@@ -383,7 +587,7 @@ class TeacherForcedLSTM(torch.autograd.Function):
         d_weights_t = d_weights.unbind(1) if d_weights is not None else None
         attended_t = attended.unbind(0)
         d_h: list[Tensor | None] = [None] * count
-        d_c: list[Tensor | None] = [None] * count
+        carry: list[Tensor | None] = [None] * count  # the LSTM's δc_t
         d_feed: Tensor | None = None
 
         for t in reversed(range(steps)):
@@ -400,7 +604,7 @@ class TeacherForcedLSTM(torch.autograd.Function):
             if squashed:
                 s_t = sig[t] if sig else torch.add(
                     keys, torch.mm(tops[t], query2).unsqueeze(1)).sigmoid_()
-                sigmoid_backward(de.unsqueeze(2).expand_as(d_z), s_t, grad_input=d_z)
+                _sigmoid_backward(de.unsqueeze(2).expand_as(d_z), s_t, grad_input=d_z)
                 d_v.addmm_(de.view(1, -1), s_t.view(-1, size_a))
                 d_keys += d_z
                 r = torch.sum(d_z, 1, out=d_q_t[t])
@@ -414,19 +618,12 @@ class TeacherForcedLSTM(torch.autograd.Function):
                 d_s = dq if d_h[-1] is None else dq + d_h[-1]
             dh = d_s + dj[:, size_m:]
             for index in reversed(range(count)):
-                (f_ifg, f_o, d_cell, forget, dg_ifg, dg_o, dg, w, first, noise,
-                 d_below, _) = layers[index]
-                dc = (dh * d_cell[t] if d_c[index] is None
-                      else torch.addcmul(d_c[index], dh, d_cell[t]))
-                torch.mul(dc.unsqueeze(1), f_ifg[t], out=dg_ifg[t])
-                torch.mul(dh, f_o[t], out=dg_o[t])
-                d_c[index] = dc * forget[t]
-                dx = torch.mm(dg[t], w)  # [δ input; δh_{t−1}] (B, I + H)
-                d_h[index] = dx[:, first:]
+                views, first, noise, d_below = layers[index]
+                below, d_h[index], carry[index] = cell.backward_step(views, t, dh,
+                                                                     carry[index])
                 if index == 0:
-                    d_feed = dx[:, :first]
+                    d_feed = below
                     continue
-                below = dx[:, :first]
                 if noise is not None:
                     below = below * noise[t]
                 if d_below is not None:
@@ -438,7 +635,7 @@ class TeacherForcedLSTM(torch.autograd.Function):
         # Deferred products over all T·B rows.
         grads: list[Tensor | None] = [None, None]  # layout, static
         if y and ctx.needs_input_grad[1]:
-            grads[1] = (layers[0][-1].view(rows, -1) @ w_ih[0][:, :y]).view(
+            grads[1] = cell.static_grad(d_gates[0].view(rows, -1), w_ih[0][:, :y]).view(
                 steps, batch, y).transpose(0, 1)
         top = xs[-1][1:, :, layout.inputs[-1]:].reshape(rows, -1)  # (T·B, O)
         if squashed:
@@ -451,15 +648,11 @@ class TeacherForcedLSTM(torch.autograd.Function):
         grads.append(None)  # mask
         grads.append(d_feed)
         for index in range(count):
-            dg = layers[index][-1].view(rows, -1)
-            d_w = dg.t() @ xs[index][:steps].reshape(rows, -1)  # (4H, I + H)
-            split = layout.inputs[index]
-            grads += [d_h[index], d_c[index], d_w[:, :split], d_w[:, split:]]
-            if layout.bias:
-                d_b = dg.sum(0)
-                grads += [d_b, d_b.clone()]
-            else:
-                grads += [None, None]
+            grads += [d_h[index], carry[index]]
+            grads += cell.weight_grads(d_gates[index].view(rows, -1),
+                                       xs[index][:steps].reshape(rows, -1),
+                                       layout.inputs[index], layout.hidden[index],
+                                       layout.bias)
         if squashed:
             grads.append((d_q.view(rows, -1) * (4 * vector[0])).t() @ top)
             grads.append(d_v.mul_(2))
