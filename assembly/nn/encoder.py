@@ -30,8 +30,9 @@ def device_of(module: nn.Module) -> object:
 class EncoderOutput:
     """outputs (B, S, M) zero at padding; mask (B, S) true at valid steps; per-layer final
     states; summary (B, M): the top layer's final output (both directions when
-    bidirectional); ``layer_outputs``: every layer's outputs (B, S, O_k), computed on
-    first access when the stack ran packed (``unpack`` turns packed data into them)."""
+    bidirectional); ``layer_outputs``: every layer's outputs (B, S, O_k); when the stack
+    ran packed, the layers below the top are kept packed and unpacked (``unpack``) on
+    first access, the top being ``outputs``."""
 
     outputs: Tensor
     mask: Tensor
@@ -43,7 +44,8 @@ class EncoderOutput:
     @property
     def layer_outputs(self) -> list[Tensor]:
         if self._unpack is not None:
-            self._layer_outputs = [self._unpack(data) for data in self._layer_outputs]
+            below = [self._unpack(data) for data in self._layer_outputs]
+            self._layer_outputs = [*below, self.outputs]
             self._unpack = None
         return self._layer_outputs
 
@@ -107,7 +109,7 @@ class Encoder(nn.Module):
             packed_outputs.append(data)
         outputs = unpack(data, packed, steps)  # (B, S, M)
         return EncoderOutput(outputs, _valid(lengths, outputs), states, summary,
-                             packed_outputs, lambda data: unpack(data, packed, steps))
+                             packed_outputs[:-1], lambda data: unpack(data, packed, steps))
 
 
 def _valid(lengths: Tensor, outputs: Tensor) -> Tensor:

@@ -116,10 +116,10 @@ class _FusedLayer(RecurrentLayer):
                           lengths: Tensor) -> tuple[Tensor, Tensor, State, State]:
         """Both directions in one fused kernel call, as nn.LSTM(bidirectional=True) does."""
         batch, steps, _ = x.shape
-        zeros = forward_layer.initial_state(batch, x)
-        weights = forward_layer.flat_weights() + backward_layer.flat_weights()
-        h = forward_layer.hidden_size
         if _unpadded(lengths, steps):  # no padding: the dense kernel (oneDNN) is faster
+            zeros = forward_layer.initial_state(batch, x)
+            weights = forward_layer.flat_weights() + backward_layer.flat_weights()
+            h = forward_layer.hidden_size
             output, hidden = forward_layer._run_dense(x, forward_layer._to_dense(zeros, 2),
                                                       weights, True)
             return (output[..., :h], output[..., h:], forward_layer._from_dense(hidden, 0),
