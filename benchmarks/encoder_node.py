@@ -35,26 +35,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from overhead import machine_info, make_batches, reference_spec, write_json
+from overhead import paired as alternate
 
 
 def paired(run: Callable[[Any, bool], float], batches: list[Any], repeats: int
            ) -> dict[str, Any]:
     """``run(batch, node) -> seconds``, alternated per batch; medians and the ratio."""
-    for batch in batches[:2]:  # warm-up
-        run(batch, True)
-        run(batch, False)
-    node_times, torch_times, ratios = [], [], []
-    for repeat in range(repeats):
-        for index, batch in enumerate(batches):
-            if (repeat + index) % 2 == 0:
-                a = run(batch, True)
-                b = run(batch, False)
-            else:
-                b = run(batch, False)
-                a = run(batch, True)
-            node_times.append(a)
-            torch_times.append(b)
-            ratios.append(b / a)
+    node_times, torch_times, ratios = alternate(run, batches, repeats)
     return {"node_ms": round(statistics.median(node_times) * 1e3, 3),
             "torch_ms": round(statistics.median(torch_times) * 1e3, 3),
             "torch_over_node": round(statistics.median(ratios), 3),

@@ -115,6 +115,29 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 
     return times
 
 
+def paired(run: Callable[[Any, bool], float], batches: list[Any], repeats: int,
+           warmup: int = 2) -> tuple[list[float], list[float], list[float]]:
+    """``run(batch, first) -> seconds`` for two variants, alternated batch by batch (AB,
+    then BA for the next batch, ...) after ``warmup`` batches of each; returns the first
+    variant's times, the second's, and each pair's ratio second / first."""
+    for batch in batches[:warmup]:
+        run(batch, True)
+        run(batch, False)
+    firsts, seconds, ratios = [], [], []
+    for repeat in range(repeats):
+        for index, batch in enumerate(batches):
+            if (repeat + index) % 2 == 0:
+                a = run(batch, True)
+                b = run(batch, False)
+            else:
+                b = run(batch, False)
+                a = run(batch, True)
+            firsts.append(a)
+            seconds.append(b)
+            ratios.append(b / a)
+    return firsts, seconds, ratios
+
+
 # --------------------------------------------------------------------------- plain torch twin
 
 

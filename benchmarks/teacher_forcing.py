@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead import machine_info, make_batches, reference_spec, write_json
+from overhead import machine_info, make_batches, paired, reference_spec, write_json
 
 
 def main() -> None:
@@ -71,21 +71,7 @@ def main() -> None:
         (total / count).backward()
         return time.perf_counter() - begin
 
-    for batch in batches[:3]:  # warm-up
-        update(batch, True)
-        update(batch, False)
-    fused_times, generic_times, ratios = [], [], []
-    for repeat in range(args.repeats):
-        for index, batch in enumerate(batches):
-            if (repeat + index) % 2 == 0:
-                a = update(batch, True)
-                b = update(batch, False)
-            else:
-                b = update(batch, False)
-                a = update(batch, True)
-            fused_times.append(a)
-            generic_times.append(b)
-            ratios.append(b / a)
+    fused_times, generic_times, ratios = paired(update, batches, args.repeats, warmup=3)
     result = {
         "model": f"reference, depth {args.depth}, {args.cell} decoder, batch "
                  f"{args.batch_size}, train mode",
