@@ -765,16 +765,12 @@ def _entry(kind: str, entry: Any, at: str, problems: list[Problem]
 
 def load_space(path: str | Path, base: Spec, registry: Any = None) -> Space:
     """Load a space file (TOML, or JSON by suffix) over ``base``."""
-    from assembly.spec.io import parse_text
+    from assembly.spec.io import format_of, parse_text, read_file
 
     path = Path(path)
+    text = read_file(path, "space")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError([Problem(f"cannot read the space file: {error}")], str(path)) from None
-    fmt = "json" if path.suffix.lower() == ".json" else "toml"
-    try:
-        data = parse_text(text, fmt)
+        data = parse_text(text, format_of(path))
     except SpecError as error:
         raise error.with_source(str(path)) from None
     return space_from_dict(data, base, registry, source=str(path))

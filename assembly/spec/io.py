@@ -70,15 +70,23 @@ def loads_spec(
     return spec_from_dict(data, registry, source=source)
 
 
+def format_of(path: Path) -> str:
+    """A spec-like file's format from its suffix: ``json`` for ``.json``, else ``toml``."""
+    return "json" if path.suffix.lower() == ".json" else "toml"
+
+
+def read_file(path: Path, what: str) -> str:
+    """The text of a spec-like file; unreadable → a :class:`SpecError` naming ``what``."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SpecError([Problem(f"cannot read the {what} file: {error}")], str(path)) from None
+
+
 def load_spec(path: str | Path, registry: Any = None) -> Spec:
     """Load a spec file; the format follows the suffix (``.json``, else TOML)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise SpecError([Problem(f"cannot read the spec file: {error}")], str(path)) from None
-    fmt = "json" if path.suffix.lower() == ".json" else "toml"
-    return loads_spec(text, fmt, registry, source=str(path))
+    return loads_spec(read_file(path, "spec"), format_of(path), registry, source=str(path))
 
 
 def spec_to_dict(spec: Spec, registry: Any = None) -> dict[str, Any]:
@@ -97,7 +105,7 @@ def dumps_spec(spec: Spec, fmt: str = "toml", registry: Any = None) -> str:
 def dump_spec(spec: Spec, path: str | Path, registry: Any = None) -> None:
     """Write a spec file (format from the suffix), atomically."""
     path = Path(path)
-    text = dumps_spec(spec, "json" if path.suffix.lower() == ".json" else "toml", registry)
+    text = dumps_spec(spec, format_of(path), registry)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
