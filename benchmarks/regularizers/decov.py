@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from regbench import mean, registry, teacher_forced, train, write_result
+from regbench import registry, report, summarise, teacher_forced, train, write_result
 
 
 def make_spec(factor: float, seed: int, epochs: int, train_size: int) -> Any:
@@ -102,20 +102,14 @@ def main() -> None:
                 runs.append(row)
                 print({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()},
                       flush=True)
-    summary = {}
-    for factor in args.factors:
-        mine = [r for r in runs if r["factor"] == factor]
-        summary[f"factor={factor:g}"] = {k: round(mean([r[k] for r in mine]), 5)
-                                         for k in mine[0] if k not in ("factor", "seed")}
+    summary = summarise(runs, "factor", args.factors, 5)
     path = write_result("regularizers_decov", {
         "task": "reverse, lengths 3-10, 12 symbols",
         "model": "attentional LSTM 64/64, embeddings 32, Adam 3e-3, batch 64",
         "penalty": "decov on the top decoder layer",
         "epochs": args.epochs, "train_size": args.train_size, "quick": args.quick,
         "summary": summary, "runs": runs})
-    print(f"wrote {path}")
-    for name, values in summary.items():
-        print(name, values)
+    report(path, summary)
 
 
 if __name__ == "__main__":

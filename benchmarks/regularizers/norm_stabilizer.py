@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from regbench import mean, registry, teacher_forced, token_dataset, train, write_result
+from regbench import (
+    mean,
+    registry,
+    report,
+    summarise,
+    teacher_forced,
+    token_dataset,
+    train,
+    write_result,
+)
 
 
 def make_spec(beta: float, seed: int, epochs: int, train_size: int) -> Any:
@@ -116,20 +125,14 @@ def main() -> None:
                 runs.append(row)
                 print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()},
                       flush=True)
-    summary = {}
-    for beta in args.betas:
-        mine = [r for r in runs if r["beta"] == beta]
-        summary[f"beta={beta:g}"] = {key: round(mean([r[key] for r in mine]), 4)
-                                     for key in mine[0] if key not in ("beta", "seed")}
+    summary = summarise(runs, "beta", args.betas, 4)
     path = write_result("regularizers_norm_stabilizer", {
         "task": "reverse, train lengths 3-10, long test lengths 15-20, 12 symbols",
         "model": "attentional LSTM 64/64, embeddings 32, Adam 3e-3, batch 64",
         "penalty": "norm-stabilizer on every encoder and decoder layer",
         "epochs": args.epochs, "train_size": args.train_size, "quick": args.quick,
         "summary": summary, "runs": runs})
-    print(f"wrote {path}")
-    for name, values in summary.items():
-        print(name, values)
+    report(path, summary)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,22 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
+
+
+def summarise(runs: list[dict[str, Any]], setting: str, values: list[float],
+              digits: int) -> dict[str, dict[str, float]]:
+    """Per value of ``setting`` (e.g. the penalty factor), the mean over seeds of every
+    measured field of ``runs``, keyed ``"<setting>=<value>"``."""
+    summary = {}
+    for value in values:
+        mine = [r for r in runs if r[setting] == value]
+        summary[f"{setting}={value:g}"] = {key: round(mean([r[key] for r in mine]), digits)
+                                           for key in mine[0] if key not in (setting, "seed")}
+    return summary
+
+
+def report(path: Path, summary: dict[str, dict[str, float]]) -> None:
+    """Print where the result went and the summary, one setting a line."""
+    print(f"wrote {path}")
+    for name, values in summary.items():
+        print(name, values)
