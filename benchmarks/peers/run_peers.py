@@ -3,7 +3,7 @@
 Usage (after ``bash benchmarks/peers/setup.sh``)::
 
     python benchmarks/peers/run_peers.py --out benchmarks/results/peers.json \
-        [--updates 626] [--only opennmt|joeynmt] [--repeats 5]
+        [--updates 626] [--only opennmt|joeynmt] [--repeats 5] [--seed 1] [--greedy-only]
 
 For each peer: write the data, render the config template from ``configs/``,
 train for ``--updates`` updates in the peer's own virtual environment, decode the
@@ -12,17 +12,25 @@ runs each, median kept), score the greedy output, and collect everything in a
 JSON object ``{peer: {...}}``.  See README.md beside this file for what each
 number means.
 
+``--seed`` is the TRAINING seed (initialisation, dropout, batch order: OpenNMT-py's
+``seed:``, JoeyNMT's ``random_seed:`` plus ``set_seed`` before its CLI); the data are
+always ``write_data(seed=1)``, identical for every training seed.  ``--greedy-only``
+(for accuracy runs, e.g. ``benchmarks/seeds.py --peers``) decodes once, greedily, no
+beam and no repeats, so a run costs the training plus one greedy decode.
+
 Only the standard library is needed here; the peers run in their own venvs.
 A later combined benchmark can reuse ``run_peer``, ``write_data``,
 ``exact_match`` and ``token_accuracy``::
 
     sys.path.insert(0, "benchmarks/peers"); import run_peers
     row = run_peers.run_peer("opennmt", Path("benchmarks/peers/work/run"), 626)
+    row = run_peers.run_peer("joeynmt", workdir, 626, seed=3, greedy_only=True)
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -49,8 +57,9 @@ MAX_OUTPUT_LENGTH = 40  # both peers; targets are at most 20 tokens + EOS
 MARKER = ".peer-benchmark-run"
 # JoeyNMT 2.3.0 seeds torch only when predicting, not in `train` (model init and
 # dropout then differ run to run); seed torch/numpy/random first, then run its CLI.
+# Its config's `random_seed` (the same training seed) only orders the batches.
 JOEY_SEEDED_MAIN = (
-    "import sys; from joeynmt.helpers import set_seed; set_seed(1); "
+    "import sys; from joeynmt.helpers import set_seed; set_seed({seed}); "
     "from joeynmt.__main__ import main; sys.argv[0] = 'joeynmt'; main()"
 )
 
@@ -243,7 +252,9 @@ def _median_run(runs: list[tuple[float, float]]) -> tuple[float, float]:
 # --------------------------------------------------------------------------- OpenNMT-py
 
 
-def _opennmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, object]:
+def _opennmt(
+    run: Path, data: Path, updates: int, repeats: int, seed: int, beams: tuple[int, ...]
+) -> dict[str, object]:
     venv = venv_dir("opennmt")
     env = _peer_env("opennmt")
     config = _render(
@@ -253,6 +264,7 @@ def _opennmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, obj
         run=run,
         updates=updates,
         valid_steps=updates + 1_000_000,
+        seed=seed,
     )
     _run(
         [venv / "bin/onmt_build_vocab", "-config", config, "-n_sample", "-1"],
@@ -322,6 +334,7 @@ def _opennmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, obj
         rates,
         train_wall,
         updates,
+        beams,
         how=(
             "train_tokens_per_s: median of onmt_train's per-50-update target "
             "'tok/s' log figures (non-padding target tokens, EOS included; no validation "
@@ -339,11 +352,19 @@ def _opennmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, obj
 # --------------------------------------------------------------------------- JoeyNMT
 
 
-def _joeynmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, object]:
+def _joeynmt(
+    run: Path, data: Path, updates: int, repeats: int, seed: int, beams: tuple[int, ...]
+) -> dict[str, object]:
     venv = venv_dir("joeynmt")
     env = _peer_env("joeynmt")
     validation_freq = (updates // LOG_EVERY + 1) * LOG_EVERY  # > updates: never validates
-    common = {"data": data, "run": run, "updates": updates, "validation_freq": validation_freq}
+    common = {
+        "data": data,
+        "run": run,
+        "updates": updates,
+        "validation_freq": validation_freq,
+        "seed": seed,
+    }
     config = _render(
         "joeynmt.yaml",
         run / "train.yaml",
@@ -351,8 +372,9 @@ def _joeynmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, obj
         beam_size=1,
         **common,
     )
+    seeded_main = JOEY_SEEDED_MAIN.format(seed=seed)
     train_wall = _run(
-        [venv / "bin/python", "-c", JOEY_SEEDED_MAIN, "train", config, "--skip-test"],
+        [venv / "bin/python", "-c", seeded_main, "train", config, "--skip-test"],
         log=run / "train.out",
         env=env,
         cwd=run,
@@ -371,7 +393,7 @@ def _joeynmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, obj
             beam_size=beam,
             **common,
         )
-        for beam in (1, 5)
+        for beam in beams
     }
 
     def decode(beam: int, index: int) -> tuple[float, float, Path]:
@@ -399,6 +421,7 @@ def _joeynmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, obj
         rates,
         train_wall,
         updates,
+        beams,
         how=(
             "train_tokens_per_s: median of JoeyNMT's per-50-update 'Tokens per "
             "Sec' log figures (non-padding target tokens, EOS included; its timer "
@@ -416,19 +439,22 @@ def _joeynmt(run: Path, data: Path, updates: int, repeats: int) -> dict[str, obj
 
 
 def _decode_and_score(
-    name, decode, data, repeats, parameters, rates, train_wall, updates, how
+    name, decode, data, repeats, parameters, rates, train_wall, updates, beams, how
 ) -> dict[str, object]:
     references = _read_lines(data / "test.tgt")
+    # Fewer than LOG_EVERY updates (a smoke test) log no throughput line: no rate then.
+    logged = bool(rates) or updates >= LOG_EVERY
     result: dict[str, object] = {
         "toolkit": VERSIONS[name],
         "parameters": parameters,
         "updates": updates,
-        "train_tokens_per_s": round(steady_state_rate(rates), 1),
-        "train_tokens_per_s_overall": round(overall_rate(rates), 1),
+        "train_tokens_per_s": round(steady_state_rate(rates), 1) if logged else None,
+        "train_tokens_per_s_overall": round(overall_rate(rates), 1) if logged else None,
         "train_interval_tokens_per_s": rates,
         "train_wall_s": round(train_wall, 2),
     }
-    for beam, key in ((1, "greedy"), (5, "beam5")):
+    for beam in beams:
+        key = "greedy" if beam == 1 else f"beam{beam}"
         runs, first_hyp = [], None
         for index in range(repeats):
             seconds, wall, hyp = decode(beam, index)
@@ -441,19 +467,35 @@ def _decode_and_score(
         result[f"{key}_wall_s"] = round(wall, 2)
         result[f"{key}_runs_decode_s"] = [round(r[0], 4) for r in runs]
         if beam == 1:
+            # a fingerprint of the greedy output: same seed, same output? (reproducibility)
+            digest = hashlib.md5(first_hyp.read_bytes()).hexdigest()
+            result["greedy_output_md5"] = digest
             result["exact_match"] = round(exact_match(hypotheses, references), 4)
             result["token_accuracy"] = round(token_accuracy(hypotheses, references), 4)
         else:
             result["beam5_exact_match"] = round(exact_match(hypotheses, references), 4)
+    if tuple(beams) == (1,):
+        how += " Greedy-only run (accuracy): one greedy decode, no beam 5, no repeats."
     result["how_measured"] = how
     return result
 
 
-def run_peer(name: str, workdir: str | Path, updates: int, repeats: int = 5) -> dict[str, object]:
+def run_peer(
+    name: str,
+    workdir: str | Path,
+    updates: int,
+    repeats: int = 5,
+    *,
+    seed: int = 1,
+    greedy_only: bool = False,
+) -> dict[str, object]:
     """Train and decode one peer under ``workdir/<name>``; return its result row.
 
-    ``workdir/data`` receives the data (rewritten each call, deterministic);
-    ``workdir/<name>`` is emptied first (only if an earlier run made it).
+    ``workdir/data`` receives the data (rewritten each call, deterministic: always
+    ``write_data(seed=1)``, whatever ``seed`` is); ``workdir/<name>`` is emptied first
+    (only if an earlier run made it).  ``seed`` is the training seed (initialisation,
+    dropout, batch order).  ``greedy_only``: decode once, greedily (no beam 5, no
+    repeats; the row then has no ``beam5_*`` keys), for accuracy runs.
     Raises SetupError when setup.sh has not been run.
     """
     if name not in PEERS:
@@ -462,12 +504,16 @@ def run_peer(name: str, workdir: str | Path, updates: int, repeats: int = 5) -> 
         raise ValueError("updates and repeats must be positive")
     venv_dir(name)  # fail fast, before writing anything
     workdir = Path(workdir).resolve()
-    data_info = write_data(workdir / "data", seed=1)
+    data_info = write_data(workdir / "data", seed=1)  # the DATA seed: fixed
     run = _fresh_dir(workdir / name)
     load_before = os.getloadavg()[0]
     runner = _opennmt if name == "opennmt" else _joeynmt
-    result = runner(run, workdir / "data", updates, repeats)
+    beams = (1,) if greedy_only else (1, 5)
+    result = runner(run, workdir / "data", updates, 1 if greedy_only else repeats, seed, beams)
+    result["seed"] = seed
+    result["greedy_only"] = greedy_only
     result["data_generator"] = data_info["generator"]
+    result["data_md5"] = data_info["md5"]
     result["load_average_before"] = round(load_before, 2)
     result["load_average_after"] = round(os.getloadavg()[0], 2)
     result["workdir"] = str(run)
@@ -500,9 +546,13 @@ def format_table(results: dict[str, dict[str, object]]) -> str:
     )
     rows = [header, "-" * len(header)]
     for name, r in results.items():
+        beam5 = r.get("beam5_sent_per_s")  # absent in --greedy-only rows
+        beam5_text = f"{beam5:>12.0f}" if beam5 is not None else f"{'-':>12}"
+        train = r["train_tokens_per_s"]  # None below LOG_EVERY updates
+        train_text = f"{train:>11.0f}" if train is not None else f"{'-':>11}"
         rows.append(
-            f"{name:<8} {r['parameters']:>8} {r['updates']:>7} {r['train_tokens_per_s']:>11.0f} "
-            f"{r['greedy_sent_per_s']:>13.0f} {r['beam5_sent_per_s']:>12.0f} "
+            f"{name:<8} {r['parameters']:>8} {r['updates']:>7} {train_text} "
+            f"{r['greedy_sent_per_s']:>13.0f} {beam5_text} "
             f"{r['exact_match']:>6.3f} {r['token_accuracy']:>7.3f}"
         )
     return "\n".join(rows)
@@ -517,6 +567,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5, help="decoding runs per setting")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--seed", type=int, default=1, help="training seed (the data stay write_data(seed=1))"
+    )
+    parser.add_argument(
+        "--greedy-only",
+        action="store_true",
+        help="accuracy run: decode once, greedily (no beam 5, no repeats)",
+    )
     args = parser.parse_args(argv)
     names = args.only or list(PEERS)
     try:
@@ -527,8 +585,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results: dict[str, dict[str, object]] = {}
     for name in names:
-        print(f"[run_peers] {VERSIONS[name]}: training {args.updates} updates ...", flush=True)
-        results[name] = run_peer(name, args.workdir, args.updates, args.repeats)
+        print(
+            f"[run_peers] {VERSIONS[name]}: training {args.updates} updates, seed {args.seed} ...",
+            flush=True,
+        )
+        results[name] = run_peer(
+            name,
+            args.workdir,
+            args.updates,
+            args.repeats,
+            seed=args.seed,
+            greedy_only=args.greedy_only,
+        )
         print(f"[run_peers] {name}: {json.dumps(results[name], indent=None)[:300]} ...", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.exists():  # keep the rows of peers not run this time (--only)
