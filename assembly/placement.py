@@ -46,8 +46,8 @@ def place_model(model: nn.Module, spec: Any, registry: Any,
 
 def set_threads(count: int | None) -> None:
     """Use ``count`` torch intra-op threads (``training.threads``, ``--threads``); 0 or
-    ``None`` leaves torch's current setting. On a few shared cores small models run
-    fastest on one thread: idle threads spin while waiting for work."""
+    ``None`` leaves torch's current setting. On cores that other processes use, one
+    thread is safest: torch's waiting threads spin (docs/spec.md, threads)."""
     if count:
         torch.set_num_threads(count)
 

@@ -2,11 +2,11 @@
 
 Ours: assembly's Trainer on specs/reference.toml with its data pointed at the files the peer
 harness writes (``run_peers.write_data(folder, seed=1)``: 20,000 / 500 / 1,000 reverse
-pairs), ``max_updates`` 626, training on the spec's ``training.threads`` (1: fastest for
-this small model), decoding on torch's default threads as the peers use, then
-greedy and beam-5 decoding of the 1,000 test sentences at batch 500 through
-``assembly.decode.generate.generate`` (beam: the ``beam`` sampler of assembly-samplers,
-width 5), median of ``--repeats`` runs after one warm-up, and exact match on the test set.
+pairs), ``max_updates`` 626, training and decoding on torch's default threads (the
+spec's ``training.threads`` is 0) as the peers do, then greedy and beam-5 decoding of
+the 1,000 test sentences at batch 500 through ``assembly.decode.generate.generate`` (beam:
+the ``beam`` sampler of assembly-samplers, width 5), median of ``--repeats`` runs after
+one warm-up, and exact match on the test set.
 
 Training tokens/s, for ours and the peers alike: the median of the throughputs each
 toolkit logs per interval (non-padding target tokens incl. EOS per second; ours every 20

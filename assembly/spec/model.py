@@ -266,8 +266,8 @@ class TrainingSpec:
     Evaluation and a checkpoint follow every epoch, and also every ``eval_every`` /
     ``checkpoint_every`` updates when set; the last ``keep_checkpoints`` are kept.
     ``amp`` (mixed precision) applies on CUDA devices only. ``threads``: torch intra-op
-    threads for training (0: torch's default); small models on a few shared cores are
-    fastest with 1. Decoding a run keeps torch's default unless given ``--threads``."""
+    threads for training (0: torch's default, one per core); 1 on cores other processes
+    use (waiting threads spin). Decoding a run keeps torch's default unless given ``--threads``."""
 
     seed: int = 1
     epochs: int = attrs.field(default=10, validator=positive)
