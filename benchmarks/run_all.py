@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("overhead", "fused", "teacher_forcing", "encoder_node", "check_speed", "scaling",
-           "compare_peers")
+SCRIPTS = ("overhead", "fused", "teacher_forcing", "encoder_node", "threads", "check_speed",
+           "scaling", "compare_peers")
 QUICK = {
     "teacher_forcing": ["--batches", "4", "--repeats", "1"],
     "encoder_node": ["--batches", "4", "--repeats", "1"],
+    "threads": ["--batches", "4", "--repeats", "1"],
     "overhead": ["--batches", "2", "--repeats", "3"],
     "fused": ["--batches", "4", "--repeats", "3"],
     "check_speed": ["--runs", "3", "--plans", "500"],
@@ -41,7 +42,7 @@ def main() -> int:
         if name in skip:
             continue
         extra = list(QUICK[name]) if args.quick else []
-        if name in ("teacher_forcing", "encoder_node") and not args.quick:
+        if name in ("teacher_forcing", "encoder_node", "threads") and not args.quick:
             extra.append("--out")
         if name == "encoder_node" and not args.quick:
             extra.append("--kernel")
