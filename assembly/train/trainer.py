@@ -44,6 +44,7 @@ from assembly.train.checkpoint import (
 from assembly.train.data_setup import DataBundle, prepare_data
 from assembly.train.logs import MetricsLog, plot_attention, plot_learning_curves
 from assembly.train.schedule import LearningRate, make_optimizer
+from assembly.train.slowdown import SlowdownWatch
 
 HIGHER_IS_BETTER = {"loss": False, "token_accuracy": True, "exact_match": True, "bleu": True,
                     "chrf": True, "mse": False}
@@ -364,6 +365,8 @@ class Trainer:
             for regularizer in self.regularizers:
                 regularizer.on_train_start(self)
         early = False
+        slowdown = SlowdownWatch(torch.get_num_threads() if self.device.type == "cpu" else 1,
+                                 self.log if self.is_main else lambda _line: None)
 
         def budget_spent() -> bool:
             return bool(training.max_updates and self.step >= training.max_updates)
@@ -395,6 +398,7 @@ class Trainer:
                     self.metrics.write({"kind": "train", "step": self.step,
                                         "epoch": self.epoch + 1, **values,
                                         "tokens_per_s": round(rate, 1)})
+                    slowdown.observe(rate, self.step)
                     interval_start, interval_tokens = now, self.train_tokens
                 bar.update(1)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", refresh=False)
