@@ -8,4 +8,4 @@ Importing this package imports no torch. The entry points are:
 - the ``assemble`` command line (:mod:`assembly.cli`).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

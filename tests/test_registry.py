@@ -288,7 +288,7 @@ def test_an_entry_point_whose_name_is_taken_names_the_holder(
     entry_points(FakeEntryPoint("builtin-cells", lambda: TinyPlugin))
     expected = ('Error registering plugin "builtin-cells" (broken-dist 1.2): the name '
                 "'builtin-cells' is already registered by plugin "
-                "assembly.builtin.cells.BuiltinCells (assembly (built in) 0.1.0); this one "
+                "assembly.builtin.cells.BuiltinCells (assembly (built in) 0.2.0); this one "
                 "is not loaded")
     registry = make_registry(strict=False)
     assert [failure.render() for failure in registry.failures] == [expected]
