@@ -5,7 +5,7 @@ from its hooks, the spec base classes its components derive from, the error type
 (``UserError``; ``SpecError`` made of ``Problem`` lines, each with its ``$.path``), and
 (imported lazily, so that this module itself imports no torch) the torch base classes of
 recurrent layers and the host's functions a plugin's own tools may need: ``load_spec``,
-``dump_spec`` and ``make_registry``.
+``dump_spec``, ``make_registry`` and ``load_pairs`` (every data split a spec names).
 
 A minimal cell plugin::
 
@@ -254,6 +254,7 @@ _LAZY = {
     "load_spec": "assembly.spec.io",
     "dump_spec": "assembly.spec.io",
     "make_registry": "assembly.registry",
+    "load_pairs": "assembly.train.data_setup",
 }
 
 

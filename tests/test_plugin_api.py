@@ -13,6 +13,7 @@ import pytest
 import assembly.plugin as api
 from assembly import errors, registry
 from assembly.spec import io
+from assembly.train import data_setup
 
 
 @pytest.mark.parametrize("name", api.__all__)
@@ -25,8 +26,9 @@ def test_errors_and_host_functions_are_the_cores_own() -> None:
                                                            errors.Problem)
     assert (api.load_spec, api.dump_spec) == (io.load_spec, io.dump_spec)
     assert api.make_registry is registry.make_registry
+    assert api.load_pairs is data_setup.load_pairs
     assert {"SpecError", "UserError", "Problem", "load_spec", "dump_spec",
-            "make_registry"} <= set(api.__all__)
+            "make_registry", "load_pairs"} <= set(api.__all__)
 
 
 def test_a_plugin_tool_needs_nothing_else(tmp_path: Path) -> None:

@@ -49,8 +49,7 @@ def _load_pairs(spec: Any, spec_dir: Path) -> dict[str, list[Pair]]:
     """Every split the forward spec names (generated, or read from its files)."""
     if not spec.token_mode:
         raise ValueError("MMI works on token-mode models; this spec is continuous")
-    # TODO(public API): assembly.plugin should export the data loader (load_pairs).
-    from assembly.train.data_setup import load_pairs
+    from assembly.plugin import load_pairs
 
     return load_pairs(spec, spec_dir)
 
