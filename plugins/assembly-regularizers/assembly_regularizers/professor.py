@@ -63,9 +63,7 @@ def free_run(model: Any, batch: Any, steps: int, mode: str = "greedy") -> Tensor
     for _ in range(steps):
         result = model.step(previous, state, memory)
         state = result.state
-        # TODO(public API): StepResult should carry the top layer's output; for the built-in
-        # cells it is the top layer's hidden state, state.layers[-1][0].
-        tops.append(state.layers[-1][0])
+        tops.append(result.top)  # (B, O): the top layer's output, whatever its cell
         scores = result.scores.detach()
         if not model.token_mode:
             previous = scores
