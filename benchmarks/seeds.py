@@ -16,11 +16,14 @@ mean/min/max/stdev, go to benchmarks/results/seeds.json (ours under ``seeds`` an
 ``exact_match`` as before, the peers under ``peers``) and a table is printed.
 
     python benchmarks/seeds.py [--seeds 1,2,3,4,5] [--updates 626] \\
-        [--peers opennmt,joeynmt] [--peer-threads N]
+        [--peers opennmt,joeynmt] [--peer-threads N] [--no-bucketing] [--out NAME]
 
-Cost per seed at 626 updates on the idle 2-core machine (estimated from the single-run
-figures in peers/README.md): ours ≈ 30 s, OpenNMT-py ≈ 50 s, JoeyNMT ≈ 70 s (training
-with start-up, plus one greedy decode); 5 seeds of all three ≈ 12-13 minutes.
+``--no-bucketing`` trains ours on random batches (``training.bucketing = false``) instead
+of length-sorted pools; ``--out`` names the results file (results/NAME.json).
+
+Cost per seed at 626 updates on the idle 2-core machine: ours ≈ 35 s, OpenNMT-py ≈ 45 s,
+JoeyNMT ≈ 75 s (training with start-up, plus one greedy decode); 10 seeds of all three
+took 26 minutes.
 """
 
 from __future__ import annotations
@@ -112,6 +115,9 @@ def main() -> None:
                              f"({','.join(run_peers.PEERS)}); default none")
     parser.add_argument("--peer-threads", type=int, default=0,
                         help="torch threads for the peers' runs (0: torch's default)")
+    parser.add_argument("--no-bucketing", action="store_true",
+                        help="train ours with training.bucketing = false (random batches)")
+    parser.add_argument("--out", default="seeds", help="results/<OUT>.json (default seeds)")
     args = parser.parse_args()
     from assembly.decode.generate import generate
 
@@ -140,7 +146,9 @@ def main() -> None:
             _trainer, result = train_ours(
                 data, run_dir, args.updates,
                 adjust=lambda spec, s=seed: attrs.evolve(
-                    spec, training=attrs.evolve(spec.training, seed=s)))
+                    spec, training=attrs.evolve(spec.training, seed=s,
+                                                bucketing=spec.training.bucketing
+                                                and not args.no_bucketing)))
             outputs = generate(str(run_dir), sources, batch_size=500)
             hyps = [" ".join(r.hypotheses[0]) for r in outputs]
             rows[seed] = {"exact_match": round(run_peers.exact_match(hyps, references), 4),
@@ -155,10 +163,13 @@ def main() -> None:
           f"range {summary['min']:.3f}–{summary['max']:.3f}")
     payload: dict[str, Any] = {
         "seeds": rows, "exact_match": summary, "updates": args.updates,
+        "bucketing": not args.no_bucketing,
         "how_measured": f"python benchmarks/seeds.py --seeds {args.seeds} "
                         f"--updates {args.updates}"
                         f"{f' --peers {args.peers}' if peer_names else ''}"
-                        f"{f' --peer-threads {args.peer_threads}' if args.peer_threads else ''}",
+                        f"{f' --peer-threads {args.peer_threads}' if args.peer_threads else ''}"
+                        f"{' --no-bucketing' if args.no_bucketing else ''}"
+                        f"{f' --out {args.out}' if args.out != 'seeds' else ''}",
         "machine": machine_info()}
     if peer_names:
         print()
@@ -167,7 +178,7 @@ def main() -> None:
                            seeds))
         payload["peers"] = peers
         payload["peer_threads"] = args.peer_threads or "torch default"
-    write_json("seeds", payload)
+    write_json(args.out, payload)
 
 
 if __name__ == "__main__":
