@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead import machine_info, make_batches, reference_spec, write_json
+from overhead import machine_info, make_batches, reference_spec, timed_update, write_json
 from overhead import paired as alternate
 
 
@@ -89,12 +89,7 @@ def encoder_runs(model: Any) -> tuple[Callable[..., float], Callable[..., float]
 def update_run(model: Any) -> Callable[..., float]:
     def run(batch: Any, node: bool) -> float:
         switch(model, node)
-        model.zero_grad(set_to_none=True)
-        begin = time.perf_counter()
-        outputs = model(*batch)
-        total, count = model.loss(outputs, batch[2])
-        (total / count).backward()
-        return time.perf_counter() - begin
+        return timed_update(model, batch)
 
     return run
 

@@ -115,6 +115,17 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int, warmup: int = 
     return times
 
 
+def timed_update(model: Any, batch: tuple[Tensor, ...]) -> float:
+    """Seconds of one forward + per-token loss + backward of an assembled ``model`` on
+    ``batch`` (source, source lengths, target, target lengths), gradients cleared first."""
+    model.zero_grad(set_to_none=True)
+    begin = time.perf_counter()
+    outputs = model(*batch)
+    total, count = model.loss(outputs, batch[2])
+    (total / count).backward()
+    return time.perf_counter() - begin
+
+
 def paired(run: Callable[[Any, bool], float], batches: list[Any], repeats: int,
            warmup: int = 2) -> tuple[list[float], list[float], list[float]]:
     """``run(batch, first) -> seconds`` for two variants, alternated batch by batch (AB,

@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from overhead import machine_info, make_batches, paired, reference_spec, write_json
+from overhead import machine_info, make_batches, paired, reference_spec, timed_update, write_json
 
 
 def main() -> None:
@@ -64,12 +63,7 @@ def main() -> None:
 
     def update(batch: tuple[torch.Tensor, ...], fused: bool) -> float:
         model.decoder.fuse_teacher_forcing = fused
-        model.zero_grad(set_to_none=True)
-        begin = time.perf_counter()
-        outputs = model(*batch)
-        total, count = model.loss(outputs, batch[2])
-        (total / count).backward()
-        return time.perf_counter() - begin
+        return timed_update(model, batch)
 
     fused_times, generic_times, ratios = paired(update, batches, args.repeats, warmup=3)
     result = {

@@ -473,7 +473,7 @@ def _decode_and_score(
             result["exact_match"] = round(exact_match(hypotheses, references), 4)
             result["token_accuracy"] = round(token_accuracy(hypotheses, references), 4)
         else:
-            result["beam5_exact_match"] = round(exact_match(hypotheses, references), 4)
+            result[f"{key}_exact_match"] = round(exact_match(hypotheses, references), 4)
     if tuple(beams) == (1,):
         how += " Greedy-only run (accuracy): one greedy decode, no beam 5, no repeats."
     result["how_measured"] = how
