@@ -7,16 +7,21 @@ pairs (lengths 3–20), one thread. The same model runs both ways on the same ba
 by batch (ABAB / BABA); the figure is the median of the per-batch ratios generic / fused.
 
     python benchmarks/teacher_forcing.py [--batches 20] [--repeats 5] [--depth 1]
-        [--cell lstm|gru] [--out]
+        [--cell lstm|gru] [--every-row] [--out]
 
 ``--cell gru`` runs the same model with a built-in GRU decoder (torch's convention)
 instead of the LSTM (results/teacher_forcing_gru_depth1.json).
 
-Measured (results/teacher_forcing_depth1.json, 100 pairs, a 2-core AMD EPYC shared with
-other jobs): generic 86.3 ms, fused 73.1 ms per update, median ratio 1.18 (quartiles
-1.17–1.21).
-With ``--cell gru`` (results/teacher_forcing_gru_depth1.json, 100 pairs, load average
-1.7): generic 92.1 ms, fused 68.2 ms, median ratio 1.36 (quartiles 1.32–1.43).
+``--every-row`` compares the node with itself instead: packed rows (step t runs only the
+rows whose target is still going, the default) against every row at every step (what the
+node did before it packed rows: ``teacher_forcing.schedule`` given no lengths), on the
+same random-length batches (results/teacher_forcing_packed_depth1.json).
+
+Measured on an idle 2-core AMD EPYC (2026-11-23, 100 pairs each, with the node's packed
+rows): results/teacher_forcing_depth1.json generic 89.5 ms, fused 56.7 ms per update,
+median ratio 1.57 (quartiles 1.53–1.62); ``--cell gru`` generic 80.9 ms, fused 51.7 ms,
+1.57 (1.52–1.63); ``--every-row`` every row 68.5 ms, packed 54.6 ms, 1.28 (1.24–1.30).
+(Before the rows were packed, on a shared machine: 1.18 and 1.36.)
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm",
                         help="the decoder's cell (the encoder stays the reference's LSTM)")
+    parser.add_argument("--every-row", action="store_true",
+                        help="packed rows against every row at every step, both fused")
     parser.add_argument("--out", action="store_true", help="write benchmarks/results/...")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -61,16 +68,29 @@ def main() -> None:
     assert model.decoder.fused_teacher_forcing
     batches = make_batches(args.batches, batch=args.batch_size)
 
-    def update(batch: tuple[torch.Tensor, ...], fused: bool) -> float:
-        model.decoder.fuse_teacher_forcing = fused
+    from assembly.nn import teacher_forcing
+
+    packed_schedule = teacher_forcing.schedule
+
+    def every_row(lengths: torch.Tensor | None, steps: int, batch: int
+                  ) -> tuple[tuple[int, ...], torch.Tensor | None]:
+        return packed_schedule(None, steps, batch)
+
+    def update(batch: tuple[torch.Tensor, ...], first: bool) -> float:
+        if args.every_row:  # both fused; the second runs every row at every step
+            teacher_forcing.schedule = packed_schedule if first else every_row
+        else:
+            model.decoder.fuse_teacher_forcing = first
         return timed_update(model, batch)
 
     fused_times, generic_times, ratios = paired(update, batches, args.repeats, warmup=3)
+    teacher_forcing.schedule = packed_schedule
+    names = ("packed", "every_row") if args.every_row else ("fused", "generic")
     result = {
         "model": f"reference, depth {args.depth}, {args.cell} decoder, batch "
                  f"{args.batch_size}, train mode",
-        "fused_ms": round(statistics.median(fused_times) * 1e3, 2),
-        "generic_ms": round(statistics.median(generic_times) * 1e3, 2),
+        f"{names[0]}_ms": round(statistics.median(fused_times) * 1e3, 2),
+        f"{names[1]}_ms": round(statistics.median(generic_times) * 1e3, 2),
         "speedup_median_of_ratios": round(statistics.median(ratios), 3),
         "ratio_quartiles": [round(q, 3) for q in statistics.quantiles(ratios, n=4)],
         "pairs": len(ratios),
@@ -80,7 +100,8 @@ def main() -> None:
         print(f"{key}: {value}")
     if args.out:
         cell = "" if args.cell == "lstm" else f"{args.cell}_"
-        write_json(f"teacher_forcing_{cell}depth{args.depth}", result)
+        packed = "packed_" if args.every_row else ""
+        write_json(f"teacher_forcing_{packed}{cell}depth{args.depth}", result)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import torch
 
 from assembly.build import build_model
 from assembly.builtin.cells import GruSpec, LstmSpec
+from assembly.nn import teacher_forcing
 from assembly.plan import plan_model
 from assembly.registry import make_registry
 from assembly.spec import AttentionSpec, BridgeSpec, ContinuousSpec, PeekSpec, Spec
@@ -84,7 +85,11 @@ def _batch(spec: Spec, seed: int = 1, **kwargs: Any) -> Batch:
 
 
 def _fused_ran(outputs: Any) -> bool:
-    return type(outputs.decoder_outputs.grad_fn).__name__ == "TeacherForcedBackward"
+    """Whether the node made decoder_outputs (directly, or under the row reordering)."""
+    node = outputs.decoder_outputs.grad_fn
+    if type(node).__name__ == "IndexSelectBackward0":
+        node = node.next_functions[0][0]
+    return type(node).__name__ == "TeacherForcedBackward"
 
 
 def _run(model: Any, batch: Batch, *, fused: bool, inject: bool, seed: int = 3
@@ -103,8 +108,9 @@ def _run(model: Any, batch: Batch, *, fused: bool, inject: bool, seed: int = 3
     if inject:  # what regularisers add: penalties on attention, top and layer outputs
         generator = torch.Generator().manual_seed(11)
 
-        def weigh(t: torch.Tensor) -> torch.Tensor:
-            return (t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum()
+        def weigh(t: torch.Tensor) -> torch.Tensor:  # masked, as every regulariser is
+            weights = torch.randn(t.shape, generator=generator, dtype=t.dtype)
+            return (t * weights * outputs.mask.view(*outputs.mask.shape, 1)).sum()
 
         loss = loss + weigh(outputs.attention) + weigh(outputs.decoder_outputs)
         for layer in outputs.decoder_layer_outputs:
@@ -118,15 +124,17 @@ def _run(model: Any, batch: Batch, *, fused: bool, inject: bool, seed: int = 3
 
 
 def _assert_same(a: Any, b: Any) -> None:
+    """Equal at every step the mask marks (only those are defined)."""
+    assert torch.equal(a.mask, b.mask)
     for field in ("predictions", "attention", "decoder_outputs", "stop_logits"):
         x, y = getattr(a, field), getattr(b, field)
         if x is None:
             assert y is None
             continue
-        torch.testing.assert_close(x, y, rtol=TOL, atol=TOL, msg=field)
+        torch.testing.assert_close(x[a.mask], y[a.mask], rtol=TOL, atol=TOL, msg=field)
     assert len(a.decoder_layer_outputs) == len(b.decoder_layer_outputs)
     for x, y in zip(a.decoder_layer_outputs, b.decoder_layer_outputs, strict=True):
-        torch.testing.assert_close(x, y, rtol=TOL, atol=TOL)
+        torch.testing.assert_close(x[a.mask], y[a.mask], rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize("inject", [False, True], ids=["loss", "injected"])
@@ -162,8 +170,6 @@ def test_recomputed_squashing_gives_the_same_gradients(
         cell: str, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the memory budget the backward recomputes σ(K + 2 W_q s_t) instead of
     keeping it: same gradients."""
-    import assembly.nn.teacher_forcing as teacher_forcing
-
     spec = _spec(name, True, cell)
     model = _model(spec)
     if model.decoder.attention.score not in ("additive", "concat"):
@@ -212,6 +218,48 @@ def test_padded_targets_of_different_lengths(cell: str, lengths: tuple[int, ...]
                                    msg=key)
 
 
+def test_schedule_sorts_the_rows_longest_first_and_counts_each_step_s_rows() -> None:
+    active, order = teacher_forcing.schedule(torch.tensor([2, 4, 1, 4]), 5, 4)
+    assert active == (4, 3, 2, 2, 0)
+    assert order.tolist() == [1, 3, 0, 2]  # stable among equal lengths
+    assert teacher_forcing.schedule(torch.tensor([3, 3, 1]), 3, 3) == ((3, 2, 2), None)
+    assert teacher_forcing.schedule(None, 2, 3) == ((3, 3), None)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_steps_past_a_row_s_length_run_nothing(cell: str) -> None:
+    """The target is padded two steps past its longest row: the generic loop's outputs
+    at masked steps are junk, the node's are zero, and a gradient put only there reaches
+    no parameter; the unmasked steps and the loss's gradients stay the generic loop's."""
+    spec = _spec("three-layers", dropout=True, cell=cell)
+    model = _model(spec)
+    batch = random_batch(spec, batch=5, source_steps=7, target_steps=4, seed=4,
+                         target_lengths=(3, 1, 4, 2, 4), registry=REGISTRY)
+    pad = torch.zeros(5, 2, dtype=batch.target.dtype)
+    batch = Batch(batch.source, batch.source_lengths, torch.cat([batch.target, pad], 1),
+                  batch.target_lengths)
+    fused, fused_params, _ = _run(model, batch, fused=True, inject=True)
+    generic, params, _ = _run(model, batch, fused=False, inject=True)
+    _assert_same(fused, generic)
+    for key in params:
+        torch.testing.assert_close(fused_params[key], params[key], rtol=TOL, atol=TOL,
+                                   msg=key)
+    ended = ~fused.mask
+    assert ended[:, -2:].all() and ended.sum() == 30 - 14
+    for tensor in (fused.attention, fused.decoder_outputs, *fused.decoder_layer_outputs):
+        assert tensor[ended].abs().sum() == 0
+    assert generic.decoder_outputs[ended].abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(3)
+    model.decoder.fuse_teacher_forcing = True
+    outputs = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    padded = (outputs.decoder_outputs + outputs.attention.sum(-1, keepdim=True)) \
+        * ended.unsqueeze(2)
+    (padded.sum() + sum((layer * ended.unsqueeze(2)).sum()
+                        for layer in outputs.decoder_layer_outputs)).backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.parameters())
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_eval_and_no_grad_match_and_float32_agrees(cell: str) -> None:
     spec = _spec("two-layers-general", dropout=True, cell=cell)
@@ -226,7 +274,8 @@ def test_eval_and_no_grad_match_and_float32_agrees(cell: str) -> None:
     _assert_same(*results)
     model = model.float().train()
     floats = [_run(model, batch, fused=fused, inject=True) for fused in (True, False)]
-    torch.testing.assert_close(floats[0][0].predictions, floats[1][0].predictions,
+    mask = floats[0][0].mask
+    torch.testing.assert_close(floats[0][0].predictions[mask], floats[1][0].predictions[mask],
                                rtol=1e-5, atol=1e-5)
     for key, grad in floats[1][1].items():
         torch.testing.assert_close(floats[0][1][key], grad, rtol=1e-4, atol=1e-5, msg=key)

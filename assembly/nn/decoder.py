@@ -234,12 +234,14 @@ class Decoder(nn.Module):
             return None
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
-    def forward_teacher_forced(self, inputs: Tensor | None, state: DecoderState,
-                               memory: Memory, steps: int
+    def forward_teacher_forced(self, inputs: Tensor | None, lengths: Tensor | None,
+                               state: DecoderState, memory: Memory, steps: int
                                ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
         """All teacher-forced steps with input feeding as one autograd node (see
-        :attr:`fused_teacher_forcing`); returns what :meth:`forward_parallel` does."""
+        :attr:`fused_teacher_forcing`); returns what :meth:`forward_parallel` does.
+        lengths (B,): each row's steps; the steps past them run for no row, and their
+        outputs are zero (:func:`assembly.nn.teacher_forcing.run`)."""
         assert state.feed is not None
         static = self._static_inputs(inputs, memory, steps)
         return teacher_forcing.run(self, static, state.layers, state.feed, memory.keys,
-                                   memory.values, memory.mask, steps)
+                                   memory.values, memory.mask, steps, lengths)

@@ -31,7 +31,12 @@ class ForwardOutputs:
     predictions: logits (B, T, V) or vectors (B, T, D); mask (B, T) true at target steps;
     attention (B, T, S) or None; stop_logits (B, T) or None; encoder: the
     :class:`EncoderOutput`; decoder_outputs (B, T, O) the top decoder layer's outputs;
-    decoder_layer_outputs: every decoder layer's (B, T, O_j)."""
+    decoder_layer_outputs: every decoder layer's (B, T, O_j).
+
+    Only the steps ``mask`` marks are defined: past a row's length the fused
+    teacher-forcing node runs nothing (its outputs there are zero and pass no gradient
+    back), so whatever reads these tensors masks them, as the loss and the regularisers
+    do."""
 
     predictions: Tensor
     mask: Tensor
@@ -159,7 +164,7 @@ class Seq2Seq(nn.Module):
                 and teacher_forcing.runnable(self.decoder, memory.values):
             fed = self.embed_previous(previous)  # (B, T, Y) or None
             features, attention, top, layers = self.decoder.forward_teacher_forced(
-                fed, state, memory, steps)
+                fed, target_lengths, state, memory, steps)
             predictions = self._predict(features, fed)
         else:
             predictions, attention, top, layers, features = self._loop(

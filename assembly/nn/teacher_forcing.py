@@ -6,7 +6,7 @@ and :meth:`Seq2Seq._loop` records ~40 small autograd nodes per step. For the com
 stack (built-in ``lstm`` layers, or built-in ``gru`` layers — one cell for the whole stack,
 attention *after* the step on the top layer's state, input feeding, no inner sync, no
 scheduled sampling) :class:`TeacherForced` runs the whole sequence instead: the forward
-runs without recording (writing every activation the backward needs into time-major
+runs without recording (writing every activation the backward needs into packed
 buffers), the backward through time is written out with the fewest per-step operations,
 and every weight gradient is deferred to one large matmul over all steps, as cuDNN's RNN
 backward does. The generic loop stays the reference (and the path for everything else,
@@ -55,9 +55,10 @@ and after the loop, with every step's rows stacked (T·B rows, one matmul each):
     (the GRU: δW_ih = δ[n_x r z]ᵀ X, δW_hh = δ[r z n_h]ᵀ H_prev, rows put in torch's order)
     δW_c = δUᵀ [Ctx S],   δV = Σ_t a_tᵀ δctx_t,   δW_q = (4 v ⊙ δQ)ᵀ S,   δv = 2 Σ δe σ
 
-What it buys, measured with benchmarks/teacher_forcing.py (the reference model, batch 64,
-lengths 3–20, train mode, one thread on a 2-core AMD EPYC shared with other jobs; fused and
-generic alternate batch by batch, median of 100 paired ratios): forward + backward of a
+What it buys, measured with benchmarks/teacher_forcing.py before the rows were packed
+(the reference model, batch 64, lengths 3–20, train mode, one thread on a 2-core AMD
+EPYC shared with other jobs; fused and generic alternate batch by batch, median of 100
+paired ratios; the packed figures follow below): forward + backward of a
 whole update 86.3 → 73.1 ms (1.18×, quartiles 1.17–1.21). The decoder alone (this node vs
 the step loop, T = 21, paired) 62.5 → 49.0 ms (1.30×): forward 26.7 → 20.5, backward
 35.8 → 28.5. It is not matmul efficiency: on this CPU the per-step (64 × 256 × 512)
@@ -78,9 +79,24 @@ columns) are 6 % faster per update than one block matmul of [x; h] with zero blo
 keeps n's two parts apart (paired, 1.06×, quartiles 1.04–1.09): a quarter fewer flops
 outweighs three more kernels per step.
 
+Rows that end early (a batch of mixed target lengths) run no step past their length: the
+rows are sorted longest first and laid out as a packed sequence is
+(:class:`~assembly.nn.teacher_forcing_cells.StepRows`: step t runs the first n_t rows,
+every buffer holds only the rows that ran), so every per-step kernel and every deferred
+product costs what the real steps cost. The gradients carried back from step t + 1 cover
+its n_{t+1} rows and are zero-extended to step t's n_t. The outputs at the steps past a
+row's length are zero and their gradients are dropped: the loss and the regularisers
+mask those steps, so the model's gradients are the generic loop's. On random-length
+batches (benchmarks/teacher_forcing.py --every-row, reference model, lengths 3–20, one
+thread, 100 paired batches): forward + backward of a whole update 68.5 → 54.6 ms against
+running every row at every step (1.28×, quartiles 1.24–1.30), and the fused node against
+the generic loop 89.5 → 56.7 ms (1.57×, quartiles 1.53–1.62; the GRU decoder 80.9 →
+51.7 ms, 1.57×).
+
 Dropout masks are drawn from torch's global generator with the very calls nn.Dropout
-makes (``empty(B, ·).bernoulli_(1 − p).div_(1 − p)``, same shapes, same order), so a seed
-gives the same masks, and the same results, as the generic loop.
+makes (``empty(B, ·).bernoulli_(1 − p).div_(1 − p)``, same shapes, same order, every
+step's before the first step runs), so a seed gives the same masks, and the same
+results, as the generic loop.
 """
 
 from __future__ import annotations
@@ -92,7 +108,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from assembly.nn.teacher_forcing_cells import CELLS
+from assembly.nn.teacher_forcing_cells import CELLS, StepRows
 
 _SCORES = ("additive", "concat", "dot", "general")
 
@@ -148,7 +164,6 @@ class _Layout:
     """The static description the autograd function needs besides its tensors."""
 
     cell: str  # "lstm" or "gru" (a key of CELLS' values)
-    steps: int
     static: int  # width of y_t (0: nothing but the fed h̃)
     inputs: tuple[int, ...]  # per layer: input size (layer 0: static + feature size)
     hidden: tuple[int, ...]
@@ -156,6 +171,7 @@ class _Layout:
     score: str
     layer_dropout: float  # 0 when not training
     attention_dropout: float
+    rows: StepRows = attrs.field(eq=False)  # where each step's rows live
 
 
 def _noise(buffer: Tensor, p: float) -> Tensor:
@@ -163,26 +179,85 @@ def _noise(buffer: Tensor, p: float) -> Tensor:
     return buffer.bernoulli_(1 - p).div_(1 - p)
 
 
+def _dropout_masks(layout: _Layout, width: int, order: Tensor | None, like: Tensor
+                   ) -> tuple[list[Tensor | None], Tensor | None]:
+    """Every step's dropout masks as step buffers (N, ·): (per layer, None for layer 0
+    and without dropout; on h̃ or None). They are drawn before the steps run, in the order
+    the generic loop draws them (per step: between layers bottom up, then on h̃; nothing
+    else in the steps draws), each for the whole batch in its own row order, so a seed
+    gives the generic loop's masks; then each step row takes its own row's (``order``:
+    the batch row of each sorted row, None when unsorted)."""
+    rows = layout.rows
+    steps, batch, count = rows.steps, rows.batch, len(layout.hidden)
+    layer = [like.new_empty(steps, batch, layout.inputs[i]) if i and layout.layer_dropout
+             else None for i in range(count)]
+    feature = like.new_empty(steps, batch, width) if layout.attention_dropout else None
+    if all(m is None for m in layer) and feature is None:
+        return layer, feature
+    for t in range(steps):
+        for mask in layer[1:]:
+            if mask is not None:
+                _noise(mask[t], layout.layer_dropout)
+        if feature is not None:
+            _noise(feature[t], layout.attention_dropout)
+    if rows.dense and order is None:
+        return ([None if m is None else m.view(steps * batch, -1) for m in layer],
+                None if feature is None else feature.view(steps * batch, -1))
+    own = rows.row_of if order is None else order.cpu()[rows.row_of]
+    index = (rows.step_of * batch + own).to(like.device)  # (N,) into (T·B) time-major
+    return ([None if m is None else m.view(steps * batch, -1).index_select(0, index)
+             for m in layer],
+            None if feature is None else feature.view(steps * batch, -1).index_select(0, index))
+
+
+def schedule(lengths: Tensor | None, steps: int, batch: int
+             ) -> tuple[tuple[int, ...], Tensor | None]:
+    """(rows each step runs, the batch row of each row sorted longest first, or None when
+    the rows are already in that order). lengths (B,) or None (every row, every step)."""
+    if lengths is None:
+        return (batch,) * steps, None
+    ordered, order = torch.sort(lengths.cpu(), descending=True, stable=True)
+    active = (ordered[None, :] > torch.arange(steps)[:, None]).sum(1)  # (T,)
+    if torch.equal(order, torch.arange(batch)):
+        return tuple(active.tolist()), None
+    return tuple(active.tolist()), order
+
+
 def run(decoder: Any, static: Tensor | None, layers: list[tuple[Tensor, ...]],
-        feed: Tensor, keys: Tensor, values: Tensor, mask: Tensor, steps: int
-        ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
+        feed: Tensor, keys: Tensor, values: Tensor, mask: Tensor, steps: int,
+        lengths: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
     """Teacher-forced steps of ``decoder`` (see :func:`supported`).
 
     static (B, T, Y) or None: the per-step input without the fed h̃; layers: each
     layer's initial state ((h, c) for LSTM, (h,) for GRU); feed (B, F) h̃ before step 0;
-    keys, values, mask as in :class:`~assembly.nn.decoder.Memory`. Returns features
-    (B, T, F), attention weights (B, T, S), the top layer's outputs (B, T, O) and every
-    layer's outputs (the last is the top's)."""
+    keys, values, mask as in :class:`~assembly.nn.decoder.Memory`; lengths (B,): how many
+    steps each row needs (None: all ``steps``). Returns features (B, T, F), attention
+    weights (B, T, S), the top layer's outputs (B, T, O) and every layer's outputs (the
+    last is the top's).
+
+    With ``lengths``, step t runs only the rows still going, packed as a packed sequence
+    is (:class:`~assembly.nn.teacher_forcing_cells.StepRows`; the rows sorted longest
+    first and put back afterwards): a batch of mixed lengths costs what its real steps
+    cost. The outputs at a row's steps past its length are zero and pass no gradient
+    back; whatever reads them masks those steps (the loss, the regularisers), so the
+    model's gradients are the generic loop's."""
     attention = decoder.attention
     cells = list(decoder.layers)
+    batch = feed.shape[0]
+    active, order = schedule(lengths, steps, batch)
     layout = _Layout(
-        cell=CELLS[type(cells[0])].name,
-        steps=steps, static=0 if static is None else static.shape[-1],
+        cell=CELLS[type(cells[0])].name, static=0 if static is None else static.shape[-1],
         inputs=tuple(c.input_size for c in cells), hidden=tuple(c.hidden_size for c in cells),
         bias=cells[0].has_bias, score=attention.score,
         layer_dropout=decoder.dropout.p if decoder.dropout.training else 0.0,
         attention_dropout=(decoder.attention_dropout.p if decoder.attention_dropout.training
-                           else 0.0))
+                           else 0.0),
+        rows=StepRows(active, batch))
+    if order is not None:  # longest first: step t's rows are a prefix of the batch
+        rows = order.to(values.device)
+        static, keys, values, mask, feed = (None if t is None else t.index_select(0, rows)
+                                            for t in (static, keys, values, mask, feed))
+        layers = [tuple(t.index_select(0, rows) for t in state) for state in layers]
     query = attention.query_map.weight if isinstance(attention.query_map, nn.Linear) else None
     vector = attention.vector.weight if attention.squashed else None
     tensors: list[Tensor | None] = []
@@ -190,18 +265,30 @@ def run(decoder: Any, static: Tensor | None, layers: list[tuple[Tensor, ...]],
         tensors += [state[0], state[1] if len(state) > 1 else None, cell.weight_ih,
                     cell.weight_hh, cell.bias_ih, cell.bias_hh]
     tensors += [query, vector, decoder.attentional.weight, decoder.attentional.bias]
-    features, weights, top, *inner = TeacherForced.apply(
-        layout, static, keys, values, mask, feed, *tensors)
+    outputs = TeacherForced.apply(layout, order, static, keys, values, mask, feed, *tensors)
+    if order is not None:  # back in the batch's order
+        back = torch.argsort(order).to(values.device)
+        outputs = tuple(t.index_select(0, back) for t in outputs)
+    features, weights, top, *inner = outputs
     return features, weights, top, [*inner, top]
 
 
 _BY_NAME = {cell.name: cell for cell in CELLS.values()}
 
 
+def _grow(carry: Tensor | None, rows: int) -> Tensor | None:
+    """A gradient carried back from step t + 1 (its n_{t+1} rows), zero-extended to step
+    t's ``rows``: the rows that end at step t get nothing from later steps."""
+    if carry is None or carry.shape[0] == rows:
+        return carry
+    return nn.functional.pad(carry, (0, 0, 0, rows - carry.shape[0]))
+
+
 class TeacherForced(torch.autograd.Function):
-    """See the module docstring. Inputs: layout, static, keys, values, mask, feed, then per
+    """See the module docstring. Inputs: layout, order (the batch row of each sorted row,
+    for the dropout masks; None: unsorted), static, keys, values, mask, feed, then per
     layer (h0, c0 (None for a GRU), W_ih, W_hh, b_ih, b_hh), then W_q (or None), v (or
-    None), W_c, b_c. Outputs (batch-major views of time-major buffers): features, weights,
+    None), W_c, b_c — all in the sorted row order. Outputs (B, T, ·): features, weights,
     top, the outputs of every layer below the top.
 
     Each tanh runs as 2σ(2x) − 1 (torch's CPU tanh is ~3× slower than its sigmoid): the
@@ -209,46 +296,49 @@ class TeacherForced(torch.autograd.Function):
     are doubled for the forward."""
 
     @staticmethod
-    def forward(ctx: Any, layout: _Layout, static: Tensor | None, keys: Tensor,
-                values: Tensor, mask: Tensor, feed: Tensor, *rest: Tensor | None
-                ) -> tuple[Tensor, ...]:
+    def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | None,
+                keys: Tensor, values: Tensor, mask: Tensor, feed: Tensor,
+                *rest: Tensor | None) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
         cell = _BY_NAME[layout.cell]
+        rows = layout.rows
         count = len(layout.hidden)
         query, vector, w_c, b_c = rest[6 * count:]
-        steps, y = layout.steps, layout.static
+        y, active = layout.static, rows.active
         batch, sources, _ = values.shape
         width = feed.shape[1]
         new = values.new_empty
         squashed = layout.score in ("additive", "concat")
         minus_one = values.new_full((), -1.0)
 
-        # xs[l] (T+1, B, I+H): row t holds [input of step t, h_{t−1}] (layer 0's input is
-        # [y_t, h̃_{t−1}]); step t writes h_t into row t+1, so rows :T are the X and
-        # H_prev of the deferred weight gradients.
+        # xs[l] (B + N, I+H), a state buffer (StepRows): step t reads [its input;
+        # h_{t−1}] from rows :n_t of block t and writes h_t into block t + 1, so the rows
+        # read are the X and H_prev of the deferred weight gradients (layer 0's input is
+        # [y_t, h̃_{t−1}])
         xs, saved, steps_of = [], [], []
         for index in range(count):
             size, hidden = layout.inputs[index], layout.hidden[index]
             h0, c0, w_ih, w_hh, b_ih, b_hh = rest[6 * index:6 * index + 6]
-            x = new(steps + 1, batch, size + hidden)
-            x[0, :, size:] = h0
+            x = new(batch + rows.count, size + hidden)
+            x[:batch, size:] = h0
             if index == 0 and y:
-                x[:steps, :, :y] = static.transpose(0, 1)
+                if rows.dense:
+                    x[:rows.count, :y] = rows.pack(static)
+                else:
+                    x[:, :y].index_copy_(0, rows.previous.to(x.device), rows.pack(static))
             xs.append(x)
-            kept, views = cell.forward_setup(x, c0, w_ih, w_hh, b_ih, b_hh, size, hidden)
+            kept, views = cell.forward_setup(x, c0, w_ih, w_hh, b_ih, b_hh, size, hidden,
+                                             rows)
             saved.append(kept)
             steps_of.append(views)
         x0 = xs[0]
-        x0[0, :, y:y + width] = feed
-        feeds = x0[1:, :, y:y + width].unbind(0)  # h̃_t, fed to step t+1
-        layer_noise = [new(steps, batch, layout.inputs[i]) if i and layout.layer_dropout
-                       else None for i in range(count)]
-        belows = [None] + [xs[i][:steps, :, :layout.inputs[i]].unbind(0)
-                           for i in range(1, count)]
-        outs = [xs[i][1:, :, layout.inputs[i]:].unbind(0) for i in range(count)]
-        noises = [None if n is None else n.unbind(0) for n in layer_noise]
-        feature_noise = new(steps, batch, width) if layout.attention_dropout else None
-        squashed_tanh = new(steps, batch, width) if layout.attention_dropout else None
+        x0[:batch, y:y + width] = feed
+        feeds = rows.writes(x0[:, y:y + width])  # h̃_t, fed to step t + 1
+        layer_noise, feature_noise = _dropout_masks(layout, width, order, values)
+        belows = [None] + [rows.reads(xs[i][:, :layout.inputs[i]]) for i in range(1, count)]
+        outs = [rows.writes(xs[i][:, layout.inputs[i]:]) for i in range(count)]
+        noises = [None if n is None else rows.steps_of(n) for n in layer_noise]
+        squashed_tanh = new(rows.count, width) if layout.attention_dropout else None
 
         blocked = values.new_zeros(batch, sources).masked_fill_(~mask, float("-inf"))
         if squashed:  # attention.py's 2 vᵀσ(2 W_q s + K) with 2 W_q and 2 v folded
@@ -256,47 +346,48 @@ class TeacherForced(torch.autograd.Function):
             vector2 = vector[0] * 2  # (A,)
             blocked = blocked.view(-1)
             sig: list[Tensor] = []
-            keep_squashed = steps * keys.numel() * keys.element_size() <= \
-                SQUASHED_MEMORY_BUDGET
+            keep_squashed = rows.count * sources * keys.shape[-1] * keys.element_size() \
+                <= SQUASHED_MEMORY_BUDGET
+            queries = None
         else:
-            queries = new(steps, batch, query.shape[0]) if query is not None else None
+            queries = new(rows.count, query.shape[0]) if query is not None else None
             blocked = blocked.unsqueeze(2)  # (B, S, 1)
-        attended = new(steps, batch, sources)
-        joined = new(steps, batch, values.shape[-1] + layout.hidden[-1])  # [ctx; s]
+        attended = new(rows.count, sources)
+        joined = new(rows.count, values.shape[-1] + layout.hidden[-1])  # [ctx; s]
         w_c2, b_c2 = (w_c * 2).t(), b_c * 2
-        attended_t, joined_t = attended.unbind(0), joined.unbind(0)
-        squashed_t = squashed_tanh.unbind(0) if squashed_tanh is not None else feeds
-        feature_noise_t = feature_noise.unbind(0) if feature_noise is not None else None
+        attended_t, joined_t = rows.steps_of(attended), rows.steps_of(joined)
+        squashed_t = rows.steps_of(squashed_tanh) if squashed_tanh is not None else feeds
+        feature_noise_t = None if feature_noise is None else rows.steps_of(feature_noise)
+        queries_t = None if queries is None else rows.steps_of(queries)
         tops = outs[-1]
 
-        for t in range(steps):
+        for t, n in enumerate(active):  # rows :n are still going
             for index in range(count):
                 cell.step(steps_of[index], t, minus_one)
                 if index + 1 < count:
                     h = outs[index][t]
                     if noises[index + 1] is not None:
-                        noise = _noise(noises[index + 1][t], layout.layer_dropout)
-                        torch.mul(h, noise, out=belows[index + 1][t])
+                        torch.mul(h, noises[index + 1][t], out=belows[index + 1][t])
                     else:
                         belows[index + 1][t].copy_(h)
-            top = tops[t]  # (B, O)
+            top = tops[t]  # (n, O)
+            keys_n = keys if n == batch else keys[:n]
             if squashed:
-                s = torch.add(keys, torch.mm(top, query2).unsqueeze(1)).sigmoid_()
+                s = torch.add(keys_n, torch.mm(top, query2).unsqueeze(1)).sigmoid_()
                 if keep_squashed:
                     sig.append(s)
-                scores = torch.addmv(blocked, s.view(-1, s.shape[-1]), vector2)
-                scores = scores.view(batch, sources)
+                scores = torch.addmv(blocked[:n * sources], s.view(-1, s.shape[-1]), vector2)
+                scores = scores.view(n, sources)
             else:
-                q = top if queries is None else torch.mm(top, query.t(), out=queries[t])
-                scores = torch.baddbmm(blocked, keys, q.unsqueeze(2)).squeeze(2)
+                q = top if queries_t is None else torch.mm(top, query.t(), out=queries_t[t])
+                scores = torch.baddbmm(blocked[:n], keys_n, q.unsqueeze(2)).squeeze(2)
             a = torch.softmax(scores, 1, out=attended_t[t])
-            context = torch.bmm(a.unsqueeze(1), values).squeeze(1)  # (B, M)
+            context = torch.bmm(a.unsqueeze(1), values[:n]).squeeze(1)  # (n, M)
             torch.cat([context, top], 1, out=joined_t[t])
             u = torch.sigmoid(torch.addmm(b_c2, joined_t[t], w_c2), out=squashed_t[t])
             torch.add(minus_one, u, alpha=2, out=u)  # tanh
             if feature_noise_t is not None:
-                torch.mul(u, _noise(feature_noise_t[t], layout.attention_dropout),
-                          out=feeds[t])
+                torch.mul(u, feature_noise_t[t], out=feeds[t])
 
         ctx.layout = layout
         ctx.buffers = (xs, saved, layer_noise, feature_noise, squashed_tanh, attended, joined)
@@ -304,104 +395,116 @@ class TeacherForced(torch.autograd.Function):
         ctx.save_for_backward(keys, values, query, vector, w_c,
                               *(rest[6 * i + 2] for i in range(count)),
                               *(rest[6 * i + 3] for i in range(count)))
-        outputs = [x0[1:, :, y:y + width].transpose(0, 1), attended.transpose(0, 1),
-                   xs[-1][1:, :, layout.inputs[-1]:].transpose(0, 1)]
-        outputs += [xs[i][1:, :, layout.inputs[i]:].transpose(0, 1) for i in range(count - 1)]
-        return tuple(outputs)
+        outputs = [x0[batch:, y:y + width], attended, xs[-1][batch:, layout.inputs[-1]:]]
+        outputs += [xs[i][batch:, layout.inputs[i]:] for i in range(count - 1)]
+        return tuple(rows.unpack(o) for o in outputs)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
                  d_top: Tensor | None, *d_layers: Tensor | None) -> tuple[Any, ...]:
         layout = ctx.layout
+        rows = layout.rows
         cell = _BY_NAME[layout.cell]
         xs, saved, layer_noise, feature_noise, squashed_tanh, attended, joined = ctx.buffers
         count = len(layout.hidden)
         keys, values, query, vector, w_c = ctx.saved_tensors[:5]
         w_ih = ctx.saved_tensors[5:5 + count]
         w_hh = ctx.saved_tensors[5 + count:]
-        steps, y = layout.steps, layout.static
+        y, active = layout.static, rows.active
         batch, sources, size_m = values.shape
         width = xs[0].shape[-1] - y - layout.hidden[0]
-        rows = steps * batch
         new = values.new_empty
         squashed = layout.score in ("additive", "concat")
         softmax_backward = torch.ops.aten._softmax_backward_data.out
 
-        # Factors of every step at once (T, B, ·).
+        # Factors of every step row at once (N, ·); the outside gradients of the steps
+        # past each row's length are dropped here (rows.pack).
         if feature_noise is not None:
             d_tanh = _tanh_backward(feature_noise, squashed_tanh)  # m ⊙ (1 − h̃²)
         else:
-            out = xs[0][1:, :, y:y + width]
+            out = xs[0][batch:, y:y + width]
             d_tanh = torch.addcmul(out.new_ones(()), out, out, value=-1)
         # δu_t = (∂h̃_t + δfeed_t) ⊙ d_tanh_t: the ∂h̃ share for all steps at once
-        d_u = (d_tanh * d_features.transpose(0, 1) if d_features is not None
+        d_u = (d_tanh * rows.pack(d_features) if d_features is not None
                else torch.zeros_like(d_tanh))
         layers, d_gates = [], []
         for index in range(count):
             first = width if index == 0 else layout.inputs[index]
             w_in = w_ih[index][:, y:] if index == 0 else w_ih[index]
             views, gates = cell.backward_setup(saved[index], w_in, w_hh[index], first,
-                                               layout.hidden[index])
+                                               layout.hidden[index], rows)
             d_gates.append(gates)
             layers.append((
                 views, first,
-                None if layer_noise[index] is None else layer_noise[index].unbind(0),
+                None if layer_noise[index] is None else rows.steps_of(layer_noise[index]),
                 None if index == 0 or d_layers[index - 1] is None
-                else d_layers[index - 1].unbind(1)))
+                else rows.steps_of(rows.pack(d_layers[index - 1]))))
+        tops = xs[-1][batch:, layout.inputs[-1]:]  # (N, O)
         if squashed:
             sig = ctx.attention  # empty: recompute each step's σ (SQUASHED_MEMORY_BUDGET)
             query2 = (query * 2).t()
-            tops = xs[-1][1:, :, layout.inputs[-1]:]  # (T, B, O)
+            tops_t = rows.steps_of(tops)
             query4 = query * (4 * vector[0])[:, None]  # (A, O): δs += r_t 4 diag(v) W_q
             size_a = query.shape[0]
-            d_q = new(steps, batch, size_a)  # r_t = Σ_s δe_ts σ'_ts
+            d_q = new(rows.count, size_a)  # r_t = Σ_s δe_ts σ'_ts
             d_v = values.new_zeros(1, size_a)  # Σ δe σ
             d_keys = torch.zeros_like(keys)
-            d_q_t = d_q.unbind(0)
+            d_q_t = rows.steps_of(d_q)
             d_z = torch.empty_like(keys)  # δe_ts σ'_ts, one step at a time
         elif query is not None:
-            d_q = new(steps, batch, query.shape[0])
-            d_q_t = d_q.unbind(0)
+            d_q = new(rows.count, query.shape[0])
+            d_q_t = rows.steps_of(d_q)
         # δ[ctx; s] starts from ∂s (the top outputs' own gradient), if any
+        d_joined = new(rows.count, size_m + layout.hidden[-1])
         if d_top is not None:
-            d_joined = values.new_zeros(steps, batch, size_m + layout.hidden[-1])
-            d_joined[..., size_m:] = d_top.transpose(0, 1)
-        else:
-            d_joined = new(steps, batch, size_m + layout.hidden[-1])
-        d_scores = new(steps, batch, sources)
+            d_joined[:, :size_m] = 0
+            d_joined[:, size_m:] = rows.pack(d_top)
+        d_scores = new(rows.count, sources)
         values_t = values.transpose(1, 2)
-        d_u_t, d_tanh_t, d_joined_t = d_u.unbind(0), d_tanh.unbind(0), d_joined.unbind(0)
-        d_context_t = d_joined[..., :size_m].unsqueeze(2).unbind(0)  # (B, 1, M) each
-        d_scores_t = d_scores.unbind(0)
-        d_weights_t = d_weights.unbind(1) if d_weights is not None else None
-        attended_t = attended.unbind(0)
+        d_u_t, d_tanh_t = rows.steps_of(d_u), rows.steps_of(d_tanh)
+        d_joined_t = rows.steps_of(d_joined)
+        d_context_t = rows.steps_of(d_joined[:, :size_m].unsqueeze(1))  # (n, 1, M)
+        d_scores_t = rows.steps_of(d_scores)
+        d_weights_t = None if d_weights is None else rows.steps_of(rows.pack(d_weights))
+        attended_t = rows.steps_of(attended)
+        # what flows into step t from step t + 1 (its rows, a prefix of step t's)
         d_h: list[Tensor | None] = [None] * count
         carry: list[Tensor | None] = [None] * count  # the LSTM's δc_t
         d_feed: Tensor | None = None
 
-        for t in reversed(range(steps)):
+        for t in reversed(range(rows.steps)):
+            n = active[t]
+            if not rows.dense:  # the rows that end at step t start from no gradient
+                d_feed = _grow(d_feed, n)
+                d_h = [_grow(g, n) for g in d_h]
+                carry = [_grow(g, n) for g in carry]
+            keys_n, values_n = (keys, values_t) if n == batch else (keys[:n], values_t[:n])
             du = d_u_t[t]
             if d_feed is not None:
                 du.addcmul_(d_feed, d_tanh_t[t])
             # [δctx; ∂s + δs from W_c]
             dj = (d_joined_t[t].addmm_(du, w_c) if d_top is not None
                   else torch.mm(du, w_c, out=d_joined_t[t]))
-            dw = torch.bmm(d_context_t[t], values_t).squeeze(1)  # (B, S)
+            dw = torch.bmm(d_context_t[t], values_n).squeeze(1)  # (n, S)
             if d_weights_t is not None:
                 dw += d_weights_t[t]
             de = softmax_backward(dw, attended_t[t], 1, dw.dtype, grad_input=d_scores_t[t])
             if squashed:
                 s_t = sig[t] if sig else torch.add(
-                    keys, torch.mm(tops[t], query2).unsqueeze(1)).sigmoid_()
-                _sigmoid_backward(de.unsqueeze(2).expand_as(d_z), s_t, grad_input=d_z)
+                    keys_n, torch.mm(tops_t[t], query2).unsqueeze(1)).sigmoid_()
+                d_z_n = d_z if n == batch else d_z[:n]
+                _sigmoid_backward(de.unsqueeze(2).expand_as(d_z_n), s_t, grad_input=d_z_n)
                 d_v.addmm_(de.view(1, -1), s_t.view(-1, size_a))
-                d_keys += d_z
-                r = torch.sum(d_z, 1, out=d_q_t[t])
+                if n == batch:
+                    d_keys += d_z
+                else:
+                    d_keys[:n] += d_z_n
+                r = torch.sum(d_z_n, 1, out=d_q_t[t])
                 d_s = (torch.mm(r, query4) if d_h[-1] is None
                        else torch.addmm(d_h[-1], r, query4))
             else:
-                dq = torch.bmm(de.unsqueeze(1), keys).squeeze(1)
+                dq = torch.bmm(de.unsqueeze(1), keys_n).squeeze(1)
                 if query is not None:
                     d_q_t[t].copy_(dq)
                     dq = dq @ query
@@ -421,35 +524,35 @@ class TeacherForced(torch.autograd.Function):
                 if d_h[index - 1] is not None:
                     below = below + d_h[index - 1]
                 dh = below
+        # the gradients of the initial state, for every row
+        d_feed = _grow(d_feed, batch)
+        d_h = [_grow(g, batch) for g in d_h]
+        carry = [_grow(g, batch) for g in carry]
 
-        # Deferred products over all T·B rows.
-        grads: list[Tensor | None] = [None, None]  # layout, static
-        if y and ctx.needs_input_grad[1]:
-            grads[1] = cell.static_grad(d_gates[0].view(rows, -1), w_ih[0][:, :y]).view(
-                steps, batch, y).transpose(0, 1)
-        top = xs[-1][1:, :, layout.inputs[-1]:].reshape(rows, -1)  # (T·B, O)
+        # Deferred products over all N step rows.
+        grads: list[Tensor | None] = [None, None, None]  # layout, order, static
+        if y and ctx.needs_input_grad[2]:
+            grads[2] = rows.unpack(cell.static_grad(d_gates[0], w_ih[0][:, :y]))
         if squashed:
             grads.append(d_keys.mul_(2 * vector[0]))
         else:
-            q = ctx.attention if query is not None else xs[-1][1:, :, layout.inputs[-1]:]
-            grads.append(torch.bmm(d_scores.permute(1, 2, 0), q.transpose(0, 1)))
-        grads.append(torch.bmm(attended.permute(1, 2, 0),
-                               d_joined[..., :size_m].transpose(0, 1)))  # values
+            q = ctx.attention if query is not None else tops
+            grads.append(torch.bmm(rows.unpack(d_scores).transpose(1, 2), rows.unpack(q)))
+        grads.append(torch.bmm(rows.unpack(attended).transpose(1, 2),
+                               rows.unpack(d_joined[:, :size_m])))  # values
         grads.append(None)  # mask
         grads.append(d_feed)
         for index in range(count):
             grads += [d_h[index], carry[index]]
-            grads += cell.weight_grads(d_gates[index].view(rows, -1),
-                                       xs[index][:steps].reshape(rows, -1),
+            grads += cell.weight_grads(d_gates[index], rows.previous_rows(xs[index]),
                                        layout.inputs[index], layout.hidden[index],
                                        layout.bias)
         if squashed:
-            grads.append((d_q.view(rows, -1) * (4 * vector[0])).t() @ top)
+            grads.append((d_q * (4 * vector[0])).t() @ tops)
             grads.append(d_v.mul_(2))
         else:
-            grads.append(d_q.view(rows, -1).t() @ top if query is not None else None)
+            grads.append(d_q.t() @ tops if query is not None else None)
             grads.append(None)
-        d_u_rows = d_u.reshape(rows, -1)  # d_u's layout follows ∂h̃'s
-        grads.append(d_u_rows.t() @ joined.view(rows, -1))
-        grads.append(d_u_rows.sum(0))
+        grads.append(d_u.t() @ joined)
+        grads.append(d_u.sum(0))
         return tuple(grads)
