@@ -118,7 +118,7 @@ def test_the_reference_spec_is_the_reference_model() -> None:
     assert spec.bridge.type == "linear"
     assert spec.encoder.dropout == spec.decoder.dropout == 0.1
     assert spec.training.optimizer.type == "adam" and spec.training.optimizer.lr == 1e-3
-    assert spec.training.clip == 1.0 and spec.training.batch_size == 64
+    assert spec.training.clip is None and spec.training.batch_size == 64
     assert spec.training.epochs == 6
     assert spec.data.task == "reverse" and spec.data.symbols == 20
 
