@@ -25,7 +25,10 @@ class Regularizer(nn.Module):
       resumes: the checkpointed state is restored instead, so anything it sets up must be
       in ``state_dict`` / ``extra_state`` or rebuilt lazily;
     - ``penalty(outputs, batch, trainer) -> Tensor``: a scalar added to the loss of every
-      update (already weighted by the regulariser's own factor);
+      update (already weighted by the regulariser's own factor). ``outputs`` (a
+      :class:`~assembly.nn.seq2seq.ForwardOutputs`) is defined only at the target steps
+      ``outputs.mask`` marks: mask the rest (the teacher-forcing node leaves them zero and
+      passes no gradient back from them);
     - ``after_update(trainer)``: after each optimiser step (e.g. a discriminator update,
       swapping parameter sets, raising a schedule);
     - ``on_train_end(trainer)``: once, before the final checkpoint (e.g. average
