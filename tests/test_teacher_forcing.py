@@ -137,6 +137,18 @@ def _assert_same(a: Any, b: Any) -> None:
         torch.testing.assert_close(x[a.mask], y[a.mask], rtol=TOL, atol=TOL)
 
 
+def _same_both_ways(model: Any, batch: Batch) -> tuple[Any, Any]:
+    """Both paths with injected gradients: same outputs and parameter gradients; returns
+    (fused outputs, generic outputs)."""
+    fused, fused_params, _ = _run(model, batch, fused=True, inject=True)
+    generic, params, _ = _run(model, batch, fused=False, inject=True)
+    _assert_same(fused, generic)
+    for key in params:
+        torch.testing.assert_close(fused_params[key], params[key], rtol=TOL, atol=TOL,
+                                   msg=key)
+    return fused, generic
+
+
 @pytest.mark.parametrize("inject", [False, True], ids=["loss", "injected"])
 @pytest.mark.parametrize("dropout", [False, True], ids=["no-dropout", "dropout"])
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -210,12 +222,7 @@ def test_padded_targets_of_different_lengths(cell: str, lengths: tuple[int, ...]
     model = _model(spec)
     batch = random_batch(spec, batch=5, source_steps=7, target_steps=max(lengths), seed=4,
                          target_lengths=lengths, registry=REGISTRY)
-    fused, fused_params, _ = _run(model, batch, fused=True, inject=True)
-    generic, params, _ = _run(model, batch, fused=False, inject=True)
-    _assert_same(fused, generic)
-    for key in params:
-        torch.testing.assert_close(fused_params[key], params[key], rtol=TOL, atol=TOL,
-                                   msg=key)
+    _same_both_ways(model, batch)
 
 
 def test_schedule_sorts_the_rows_longest_first_and_counts_each_step_s_rows() -> None:
@@ -238,12 +245,7 @@ def test_steps_past_a_row_s_length_run_nothing(cell: str) -> None:
     pad = torch.zeros(5, 2, dtype=batch.target.dtype)
     batch = Batch(batch.source, batch.source_lengths, torch.cat([batch.target, pad], 1),
                   batch.target_lengths)
-    fused, fused_params, _ = _run(model, batch, fused=True, inject=True)
-    generic, params, _ = _run(model, batch, fused=False, inject=True)
-    _assert_same(fused, generic)
-    for key in params:
-        torch.testing.assert_close(fused_params[key], params[key], rtol=TOL, atol=TOL,
-                                   msg=key)
+    fused, generic = _same_both_ways(model, batch)
     ended = ~fused.mask
     assert ended[:, -2:].all() and ended.sum() == 30 - 14
     for tensor in (fused.attention, fused.decoder_outputs, *fused.decoder_layer_outputs):
