@@ -143,14 +143,18 @@ class Vocabulary:
         With ``strip_specials`` (default), ``<pad>`` and ``<s>`` are dropped; ``<unk>`` is
         kept (it stands for a real token). Without it, every id up to EOS is rendered.
         """
+        tokens, size = self._tokens, len(self._tokens)
+        skipped = (PAD_ID, BOS_ID) if strip_specials else ()
         out: list[str] = []
-        for raw in ids:
+        for raw in ids:  # a loop every decoded sentence runs: no method call per token
             index = int(raw)
             if index == EOS_ID:
                 break
-            if strip_specials and index in (PAD_ID, BOS_ID):
+            if index in skipped:
                 continue
-            out.append(self.token_of(index))
+            if not 0 <= index < size:
+                self.token_of(index)  # raises the IndexError naming the id
+            out.append(tokens[index])
         return out
 
     def to_dict(self) -> dict[str, Any]:
