@@ -127,8 +127,10 @@ def test_bad_inputs_are_clear_errors(run: LoadedRun) -> None:
 
 
 def test_unknown_tokens_decode(run: LoadedRun) -> None:
-    [result] = generate(run, ["a zz b"])
-    assert result.source == ["a", "zz", "b"] and isinstance(result.text, str)
+    [result] = generate(run, ["a zz b zz <unk> qq"])
+    assert result.source == ["a", "zz", "b", "zz", "<unk>", "qq"]
+    assert isinstance(result.text, str)
+    assert result.unknown == ["zz", "qq"]  # once each, in order; "<unk>" itself is known
 
 
 def test_generate_refuses_a_continuous_model(tmp_path: Path) -> None:
@@ -141,3 +143,53 @@ def test_generate_refuses_a_continuous_model(tmp_path: Path) -> None:
     loaded = LoadedRun(build_model(spec, registry), spec, None, None, registry, tmp_path)
     with pytest.raises(DataError, match="continuous"):
         generate(loaded, ["a"])
+
+
+def test_ended_rows_leave_by_narrowing_or_by_copying_alike(
+    run: LoadedRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decode_batches puts the longest sources first. Rows that end as the batch's last
+    ones leave by narrowing (Memory.head), others by copying (Memory.select); either
+    way every row decodes as it does alone. Here the long sources (5+ tokens) are made to
+    end at step 2, before the short ones (a copy), and the short ones end in turn."""
+    from assembly.nn.decoder import Memory
+
+    used = {"head": 0, "select": 0}
+    for name in used:
+        method = getattr(Memory, name)
+
+        def counted(self: Memory, rows: object, method: object = method, name: str = name
+                    ) -> Memory:
+            used[name] += 1
+            return method(self, rows)  # type: ignore[operator]
+
+        monkeypatch.setattr(Memory, name, counted)
+    natural = generate(run, INPUTS)
+    assert used["head"] > 0  # a trained model ends the short sources first
+
+    original = run.model.step
+    steps = {"n": 0}
+
+    def step(previous, state, memory):
+        result = original(previous, state, memory)
+        steps["n"] += 1
+        if steps["n"] >= 2:
+            scores = result.scores.clone()
+            long = memory.source_lengths >= 5
+            scores[long] = float("-inf")
+            scores[long, EOS_ID] = 0.0
+            result.scores = scores
+        return result
+
+    monkeypatch.setattr(run.model, "step", step)
+    used.update(head=0, select=0)
+    batched = generate(run, INPUTS)
+    assert used["select"] > 0
+    for text, in_batch in zip(INPUTS, batched, strict=True):
+        steps["n"] = 0
+        [alone] = generate(run, [text])
+        assert alone.hypotheses == in_batch.hypotheses, text
+        assert torch.allclose(alone.attention[0], in_batch.attention[0], atol=1e-5)
+        if len(text.split()) >= 5:
+            assert len(in_batch.hypotheses[0]) == 1
+    assert [r.hypotheses for r in batched] != [r.hypotheses for r in natural]

@@ -14,6 +14,7 @@ import attrs
 import torch
 
 from assembly.data import DataError, detokenize, get_tokenizer
+from assembly.data.vocab import UNK_ID
 from assembly.run import LoadedRun, load_run
 
 __all__ = ["Generated", "decode_batches", "generate", "load_run", "make_sampler"]
@@ -50,21 +51,24 @@ def decode_batches(model: Any, sampler: Any, sources: Sequence[list[int]] | Any,
     from assembly.data import PAD_ID
 
     device = device or next(model.parameters()).device
-    order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
+    # longest first: rows that end early then tend to be the batch's last ones, which a
+    # sampler can drop by narrowing instead of copying (see GreedySampler)
+    order = sorted(range(len(sources)), key=lambda i: len(sources[i]), reverse=True)
     results: list[Any] = [None] * len(sources)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        lengths = torch.tensor([len(sources[i]) for i in chunk])
+        sizes = [len(sources[i]) for i in chunk]
+        lengths = torch.tensor(sizes)
+        width = max(sizes)
         if isinstance(sources[chunk[0]], torch.Tensor):  # continuous: (S, D) arrays
-            width = int(lengths.max())
             dim = sources[chunk[0]].shape[-1]
             batch = torch.zeros(len(chunk), width, dim)
             for row, i in enumerate(chunk):
                 batch[row, : len(sources[i])] = sources[i]
-        else:
-            batch = torch.full((len(chunk), int(lengths.max())), PAD_ID, dtype=torch.long)
-            for row, i in enumerate(chunk):
-                batch[row, : len(sources[i])] = torch.tensor(sources[i])
+        else:  # one tensor from padded lists, not one per row
+            batch = torch.tensor([list(sources[i]) + [PAD_ID] * (width - size)
+                                  for i, size in zip(chunk, sizes, strict=True)],
+                                 dtype=torch.long)
         hyps = sampler.decode(model, batch.to(device), lengths.to(device), seed=seed)
         for row, i in enumerate(chunk):
             vectors = hyps.vectors[row] if hyps.vectors is not None else None
@@ -97,9 +101,12 @@ def generate(run: LoadedRun | str, inputs: Sequence[str], *, sampler: Any = None
     encoded = [run.source_vocab.encode(tokens) for tokens in tokenized]
     decoded = decode_batches(run.model, make_sampler(run, sampler), encoded, batch_size, seed)
     results = []
-    for tokens, (hyps, scores, attention, _vectors) in zip(tokenized, decoded, strict=True):
+    for tokens, ids, (hyps, scores, attention, _vectors) in zip(tokenized, encoded, decoded,
+                                                                strict=True):
         words = [run.target_vocab.decode(h) for h in hyps]
-        unknown = list(dict.fromkeys(t for t in tokens if t not in run.source_vocab))
+        # only a token read as <unk> can be unknown (the literal "<unk>" is not)
+        unknown = list(dict.fromkeys(t for t, i in zip(tokens, ids, strict=True)
+                                     if i == UNK_ID and t not in run.source_vocab))
         results.append(Generated(tokens, words,
                                  [detokenize(w, spec.data.tokenizer) for w in words],
                                  list(scores), list(attention), unknown))

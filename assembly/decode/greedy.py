@@ -1,7 +1,10 @@
 """Greedy decoding: the most probable token at every step, fed back as the next input.
 
 Finished rows leave the batch (their memory and state rows are dropped), so each step
-costs only what the unfinished rows need, and rows never influence each other. Per step
+costs only what the unfinished rows need, and rows never influence each other. When the
+rows that finished are the batch's last ones (``decode_batches`` puts the longest sources
+first, and short sources tend to end first) they are dropped by narrowing every tensor to
+its first rows, a view; otherwise the kept rows are copied out with ``index_select``. Per step
 the only host synchronisation is the check whether any row finished; outputs are written
 into preallocated tensors and turned into lists once at the end.
 """
@@ -55,12 +58,17 @@ class GreedySampler(Sampler):
             if not bool(done.any()):  # the one host sync per step
                 continue
             keep = (~done).nonzero().squeeze(1)
-            if keep.numel() == 0:
+            kept = keep.numel()
+            if kept == 0:
                 break
-            active = active.index_select(0, keep)
-            memory = memory.select(keep)
-            state = state.select(keep)
-            previous = previous.index_select(0, keep)
+            if int(keep[-1]) == kept - 1:  # the rows that ended are the last: narrow
+                active, previous = active[:kept], previous[:kept]
+                memory, state = memory.head(kept), state.head(kept)
+            else:
+                active = active.index_select(0, keep)
+                memory = memory.select(keep)
+                state = state.select(keep)
+                previous = previous.index_select(0, keep)
         lengths_list = lengths.tolist()
         attention: list[list[torch.Tensor | None]] = []
         for row in range(rows):
