@@ -119,6 +119,7 @@ def test_the_reference_spec_is_the_reference_model() -> None:
     assert spec.encoder.dropout == spec.decoder.dropout == 0.1
     assert spec.training.optimizer.type == "adam" and spec.training.optimizer.lr == 1e-3
     assert spec.training.clip is None and spec.training.batch_size == 64
+    assert spec.training.bucketing is False  # random batches: they learn this task best
     assert spec.training.epochs == 6
     assert spec.data.task == "reverse" and spec.data.symbols == 20
 
