@@ -16,10 +16,12 @@ mean/min/max/stdev, go to benchmarks/results/seeds.json (ours under ``seeds`` an
 ``exact_match`` as before, the peers under ``peers``) and a table is printed.
 
     python benchmarks/seeds.py [--seeds 1,2,3,4,5] [--updates 626] \\
-        [--peers opennmt,joeynmt] [--peer-threads N] [--no-bucketing] [--out NAME]
+        [--peers opennmt,joeynmt] [--peer-threads N] [--bucketing | --no-bucketing]
+        [--out NAME]
 
-``--no-bucketing`` trains ours on random batches (``training.bucketing = false``) instead
-of length-sorted pools; ``--out`` names the results file (results/NAME.json).
+``--bucketing`` trains ours on length-sorted pools of 100 batches and ``--no-bucketing``
+on random batches, whatever ``training.bucketing`` of specs/reference.toml says (it says
+random); ``--out`` names the results file (results/NAME.json).
 
 Cost per seed at 626 updates on the idle 2-core machine: ours ≈ 35 s, OpenNMT-py ≈ 45 s,
 JoeyNMT ≈ 75 s (training with start-up, plus one greedy decode); 10 seeds of all three
@@ -39,7 +41,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_peers import train_ours
-from overhead import ROOT, machine_info, write_json
+from overhead import ROOT, SPEC_PATH, machine_info, write_json
 
 sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
 import run_peers
@@ -115,11 +117,13 @@ def main() -> None:
                              f"({','.join(run_peers.PEERS)}); default none")
     parser.add_argument("--peer-threads", type=int, default=0,
                         help="torch threads for the peers' runs (0: torch's default)")
-    parser.add_argument("--no-bucketing", action="store_true",
-                        help="train ours with training.bucketing = false (random batches)")
+    parser.add_argument("--bucketing", action=argparse.BooleanOptionalAction, default=None,
+                        help="train ours with length-sorted pools (--bucketing) or random "
+                             "batches (--no-bucketing); default: the spec's (random)")
     parser.add_argument("--out", default="seeds", help="results/<OUT>.json (default seeds)")
     args = parser.parse_args()
     from assembly.decode.generate import generate
+    from assembly.spec import load_spec
 
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(set(seeds)) != len(seeds):
@@ -134,6 +138,8 @@ def main() -> None:
     except run_peers.SetupError as error:
         raise SystemExit(f"error: {error}") from None
     run_peers.PEER_THREADS = args.peer_threads or None
+    bucketing = load_spec(SPEC_PATH).training.bucketing if args.bucketing is None \
+        else args.bucketing
     rows = {}
     peers: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -146,9 +152,7 @@ def main() -> None:
             _trainer, result = train_ours(
                 data, run_dir, args.updates,
                 adjust=lambda spec, s=seed: attrs.evolve(
-                    spec, training=attrs.evolve(spec.training, seed=s,
-                                                bucketing=spec.training.bucketing
-                                                and not args.no_bucketing)))
+                    spec, training=attrs.evolve(spec.training, seed=s, bucketing=bucketing)))
             outputs = generate(str(run_dir), sources, batch_size=500)
             hyps = [" ".join(r.hypotheses[0]) for r in outputs]
             rows[seed] = {"exact_match": round(run_peers.exact_match(hyps, references), 4),
@@ -161,14 +165,15 @@ def main() -> None:
     summary = summarise(exact)
     print(f"exact match over {len(exact)} seeds: mean {summary['mean']:.3f}, "
           f"range {summary['min']:.3f}–{summary['max']:.3f}")
+    flag = "" if args.bucketing is None else " --bucketing" if bucketing else " --no-bucketing"
     payload: dict[str, Any] = {
         "seeds": rows, "exact_match": summary, "updates": args.updates,
-        "bucketing": not args.no_bucketing,
+        "bucketing": bucketing,
         "how_measured": f"python benchmarks/seeds.py --seeds {args.seeds} "
                         f"--updates {args.updates}"
                         f"{f' --peers {args.peers}' if peer_names else ''}"
                         f"{f' --peer-threads {args.peer_threads}' if args.peer_threads else ''}"
-                        f"{' --no-bucketing' if args.no_bucketing else ''}"
+                        f"{flag}"
                         f"{f' --out {args.out}' if args.out != 'seeds' else ''}",
         "machine": machine_info()}
     if peer_names:
