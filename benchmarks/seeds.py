@@ -41,7 +41,7 @@ import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_peers import train_ours
-from overhead import ROOT, SPEC_PATH, machine_info, write_json
+from overhead import ROOT, machine_info, write_json
 
 sys.path.insert(0, str(ROOT / "benchmarks" / "peers"))
 import run_peers
@@ -123,7 +123,6 @@ def main() -> None:
     parser.add_argument("--out", default="seeds", help="results/<OUT>.json (default seeds)")
     args = parser.parse_args()
     from assembly.decode.generate import generate
-    from assembly.spec import load_spec
 
     seeds = [int(s) for s in args.seeds.split(",")]
     if len(set(seeds)) != len(seeds):
@@ -138,8 +137,7 @@ def main() -> None:
     except run_peers.SetupError as error:
         raise SystemExit(f"error: {error}") from None
     run_peers.PEER_THREADS = args.peer_threads or None
-    bucketing = load_spec(SPEC_PATH).training.bucketing if args.bucketing is None \
-        else args.bucketing
+    override = {} if args.bucketing is None else {"bucketing": args.bucketing}
     rows = {}
     peers: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -149,10 +147,11 @@ def main() -> None:
         references = (data / "test.tgt").read_text().splitlines()
         for seed in seeds:
             run_dir = Path(scratch) / f"run{seed}"
-            _trainer, result = train_ours(
+            trainer, result = train_ours(
                 data, run_dir, args.updates,
                 adjust=lambda spec, s=seed: attrs.evolve(
-                    spec, training=attrs.evolve(spec.training, seed=s, bucketing=bucketing)))
+                    spec, training=attrs.evolve(spec.training, seed=s, **override)))
+            bucketing = trainer.spec.training.bucketing
             outputs = generate(str(run_dir), sources, batch_size=500)
             hyps = [" ".join(r.hypotheses[0]) for r in outputs]
             rows[seed] = {"exact_match": round(run_peers.exact_match(hyps, references), 4),
@@ -165,7 +164,7 @@ def main() -> None:
     summary = summarise(exact)
     print(f"exact match over {len(exact)} seeds: mean {summary['mean']:.3f}, "
           f"range {summary['min']:.3f}–{summary['max']:.3f}")
-    flag = "" if args.bucketing is None else " --bucketing" if bucketing else " --no-bucketing"
+    flag = {None: "", True: " --bucketing", False: " --no-bucketing"}[args.bucketing]
     payload: dict[str, Any] = {
         "seeds": rows, "exact_match": summary, "updates": args.updates,
         "bucketing": bucketing,
