@@ -12,6 +12,11 @@ by batch (ABAB / BABA); the figure is the median of the per-batch ratios generic
 ``--cell gru`` runs the same model with a built-in GRU decoder (torch's convention)
 instead of the LSTM (results/teacher_forcing_gru_depth1.json).
 
+``--native`` compares the node's C++ step loops (assembly/nn/native, the default where they
+build) with its Python loops (``ASSEMBLY_NATIVE=0``), both on packed rows
+(results/teacher_forcing_native_depth1*.json). Without it, "fused" is whichever loops
+the node runs here.
+
 ``--every-row`` compares the node with itself instead: packed rows (step t runs only the
 rows whose target is still going, the default) against every row at every step (what the
 node did before it packed rows: ``teacher_forcing.schedule`` given no lengths), on the
@@ -27,6 +32,7 @@ median ratio 1.57 (quartiles 1.53–1.62); ``--cell gru`` generic 80.9 ms, fused
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -49,6 +55,8 @@ def main() -> None:
                         help="the decoder's cell (the encoder stays the reference's LSTM)")
     parser.add_argument("--every-row", action="store_true",
                         help="packed rows against every row at every step, both fused")
+    parser.add_argument("--native", action="store_true",
+                        help="the node's C++ step loops against its Python loops")
     parser.add_argument("--out", action="store_true", help="write benchmarks/results/...")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -77,7 +85,9 @@ def main() -> None:
         return packed_schedule(None, steps, batch)
 
     def update(batch: tuple[torch.Tensor, ...], first: bool) -> float:
-        if args.every_row:  # both fused; the second runs every row at every step
+        if args.native:  # both fused; the first with the C++ loops, the second without
+            os.environ["ASSEMBLY_NATIVE"] = "1" if first else "0"
+        elif args.every_row:  # both fused; the second runs every row at every step
             teacher_forcing.schedule = packed_schedule if first else every_row
         else:
             model.decoder.fuse_teacher_forcing = first
@@ -85,10 +95,17 @@ def main() -> None:
 
     fused_times, generic_times, ratios = paired(update, batches, args.repeats, warmup=3)
     teacher_forcing.schedule = packed_schedule
-    names = ("packed", "every_row") if args.every_row else ("fused", "generic")
+    if args.native:
+        from assembly.nn import native
+
+        assert native.teacher_forcing() is not None, "the native loops did not build"
+        names = ("native", "python")
+    else:
+        names = ("packed", "every_row") if args.every_row else ("fused", "generic")
     result = {
         "model": f"reference, depth {args.depth}, {args.cell} decoder, batch "
                  f"{args.batch_size}, train mode",
+        "threads": args.threads,
         f"{names[0]}_ms": round(statistics.median(fused_times) * 1e3, 2),
         f"{names[1]}_ms": round(statistics.median(generic_times) * 1e3, 2),
         "speedup_median_of_ratios": round(statistics.median(ratios), 3),
@@ -100,8 +117,9 @@ def main() -> None:
         print(f"{key}: {value}")
     if args.out:
         cell = "" if args.cell == "lstm" else f"{args.cell}_"
-        packed = "packed_" if args.every_row else ""
-        write_json(f"teacher_forcing_{packed}{cell}depth{args.depth}", result)
+        variant = "native_" if args.native else "packed_" if args.every_row else ""
+        threads = "" if args.threads == 1 else f"_{args.threads}threads"
+        write_json(f"teacher_forcing_{variant}{cell}depth{args.depth}{threads}", result)
 
 
 if __name__ == "__main__":

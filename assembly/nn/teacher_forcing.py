@@ -108,6 +108,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from assembly.nn import native
 from assembly.nn.teacher_forcing_cells import CELLS, StepRows
 
 _SCORES = ("additive", "concat", "dot", "general")
@@ -172,6 +173,7 @@ class _Layout:
     layer_dropout: float  # 0 when not training
     attention_dropout: float
     rows: StepRows = attrs.field(eq=False)  # where each step's rows live
+    native: bool = False  # the step loops run in C++ (teacher_forcing_native)
 
 
 def _noise(buffer: Tensor, p: float) -> Tensor:
@@ -253,6 +255,7 @@ def run(decoder: Any, static: Tensor | None, layers: list[tuple[Tensor, ...]],
         attention_dropout=(decoder.attention_dropout.p if decoder.attention_dropout.training
                            else 0.0),
         rows=StepRows(active, batch))
+    layout = attrs.evolve(layout, native=_native_applies(layout, values))
     if order is not None:  # longest first: step t's rows are a prefix of the batch
         rows = order.to(values.device)
         static, keys, values, mask, feed = (None if t is None else t.index_select(0, rows)
@@ -274,6 +277,87 @@ def run(decoder: Any, static: Tensor | None, layers: list[tuple[Tensor, ...]],
 
 
 _BY_NAME = {cell.name: cell for cell in CELLS.values()}
+
+
+def _native_applies(layout: _Layout, values: Tensor) -> bool:
+    """Whether the C++ step loops (:mod:`assembly.nn.teacher_forcing_native`) run this
+    node: LSTM layers, additive/concat attention, float32 on the CPU, and the native
+    module built (:func:`assembly.nn.native.teacher_forcing`)."""
+    if layout.cell != "lstm" or layout.score not in ("additive", "concat"):
+        return False
+    if values.dtype != torch.float32 or values.device.type != "cpu":
+        return False
+    return native.enabled() and native.teacher_forcing() is not None
+
+
+def _state_buffers(layout: _Layout, static: Tensor | None, feed: Tensor,
+                   rest: tuple[Tensor | None, ...], like: Tensor) -> list[Tensor]:
+    """Each layer's [input; h_{t−1}] state buffer (B + N, I+H) (a StepRows state buffer):
+    step t reads rows :n_t of block t and writes h_t into block t + 1, so the rows read
+    are the X and H_prev of the deferred weight gradients. Block 0 holds h0; layer 0's
+    input is [y_t, h̃_{t−1}], y_t filled for every step and h̃_{−1} = feed."""
+    rows, y, width = layout.rows, layout.static, feed.shape[1]
+    batch = rows.batch
+    xs = []
+    for index, (size, hidden) in enumerate(zip(layout.inputs, layout.hidden, strict=True)):
+        x = like.new_empty(batch + rows.count, size + hidden)
+        x[:batch, size:] = rest[6 * index]  # h0
+        xs.append(x)
+    if y:
+        if rows.dense:
+            xs[0][:rows.count, :y] = rows.pack(static)
+        else:
+            xs[0][:, :y].index_copy_(0, rows.previous.to(like.device), rows.pack(static))
+    xs[0][:batch, y:y + width] = feed
+    return xs
+
+
+def _gradients(ctx: Any, d_gates: list[Tensor], d_feed: Tensor, d_h: list[Tensor],
+               d_c: list[Tensor | None], d_u: Tensor, d_joined: Tensor, d_scores: Tensor,
+               d_q: Tensor | None, d_keys: Tensor | None, d_v: Tensor | None
+               ) -> tuple[Tensor | None, ...]:
+    """The node's input gradients, in :class:`TeacherForced`'s input order, from what
+    the backward through time left: the deferred products over all N step rows,
+
+        δ[W_ih W_hh] = δGatesᵀ [X H_prev],  δW_c = δUᵀ [Ctx S],  δV = Σ_t a_tᵀ δctx_t,
+        δW_q = (4 v ⊙ δQ)ᵀ S (additive) or δQᵀ S,  δK = 2 v ⊙ ΣδZ or Σ_t δe_tᵀ q_t, …
+
+    d_keys (B, S, A) and d_v (1, A) without their factors 2 v and 2 (additive/concat;
+    None otherwise); d_q: Σ_s δz (additive) or δq (general), None for dot."""
+    layout = ctx.layout
+    rows, count, y = layout.rows, len(layout.hidden), layout.static
+    cell = _BY_NAME[layout.cell]
+    xs, _, _, _, _, attended, joined = ctx.buffers
+    _, values, query, vector = ctx.saved_tensors[:4]
+    w_ih = ctx.saved_tensors[5:5 + count]
+    batch, size_m = rows.batch, values.shape[-1]
+    tops = xs[-1][batch:, layout.inputs[-1]:]  # (N, O)
+    squashed = layout.score in ("additive", "concat")
+    grads: list[Tensor | None] = [None, None, None]  # layout, order, static
+    if y and ctx.needs_input_grad[2]:
+        grads[2] = rows.unpack(cell.static_grad(d_gates[0], w_ih[0][:, :y]))
+    if squashed:
+        grads.append(d_keys.mul_(2 * vector[0]))
+    else:
+        q = ctx.attention if query is not None else tops
+        grads.append(torch.bmm(rows.unpack(d_scores).transpose(1, 2), rows.unpack(q)))
+    grads.append(torch.bmm(rows.unpack(attended).transpose(1, 2),
+                           rows.unpack(d_joined[:, :size_m])))  # values
+    grads.append(None)  # mask
+    grads.append(d_feed)
+    for index in range(count):
+        grads += [d_h[index], d_c[index]]
+        grads += cell.weight_grads(d_gates[index], rows.previous_rows(xs[index]),
+                                   layout.inputs[index], layout.hidden[index], layout.bias)
+    if squashed:
+        grads.append((d_q * (4 * vector[0])).t() @ tops)
+        grads.append(d_v.mul_(2))
+    else:
+        grads.append(d_q.t() @ tops if query is not None else None)
+        grads.append(None)
+    grads.append(d_u.t() @ joined)
+    grads.append(d_u.sum(0))
+    return tuple(grads)
 
 
 def _grow(carry: Tensor | None, rows: int) -> Tensor | None:
@@ -300,6 +384,11 @@ class TeacherForced(torch.autograd.Function):
                 keys: Tensor, values: Tensor, mask: Tensor, feed: Tensor,
                 *rest: Tensor | None) -> tuple[Tensor, ...]:
         ctx.set_materialize_grads(False)
+        if layout.native:
+            from assembly.nn import teacher_forcing_native
+
+            return teacher_forcing_native.forward(ctx, layout, order, static, keys, values,
+                                                  mask, feed, *rest)
         cell = _BY_NAME[layout.cell]
         rows = layout.rows
         count = len(layout.hidden)
@@ -311,28 +400,15 @@ class TeacherForced(torch.autograd.Function):
         squashed = layout.score in ("additive", "concat")
         minus_one = values.new_full((), -1.0)
 
-        # xs[l] (B + N, I+H), a state buffer (StepRows): step t reads [its input;
-        # h_{t−1}] from rows :n_t of block t and writes h_t into block t + 1, so the rows
-        # read are the X and H_prev of the deferred weight gradients (layer 0's input is
-        # [y_t, h̃_{t−1}])
-        xs, saved, steps_of = [], [], []
-        for index in range(count):
-            size, hidden = layout.inputs[index], layout.hidden[index]
-            h0, c0, w_ih, w_hh, b_ih, b_hh = rest[6 * index:6 * index + 6]
-            x = new(batch + rows.count, size + hidden)
-            x[:batch, size:] = h0
-            if index == 0 and y:
-                if rows.dense:
-                    x[:rows.count, :y] = rows.pack(static)
-                else:
-                    x[:, :y].index_copy_(0, rows.previous.to(x.device), rows.pack(static))
-            xs.append(x)
-            kept, views = cell.forward_setup(x, c0, w_ih, w_hh, b_ih, b_hh, size, hidden,
-                                             rows)
+        xs = _state_buffers(layout, static, feed, rest, values)
+        saved, steps_of = [], []
+        for index, x in enumerate(xs):
+            _, c0, w_ih, w_hh, b_ih, b_hh = rest[6 * index:6 * index + 6]
+            kept, views = cell.forward_setup(x, c0, w_ih, w_hh, b_ih, b_hh,
+                                             layout.inputs[index], layout.hidden[index], rows)
             saved.append(kept)
             steps_of.append(views)
         x0 = xs[0]
-        x0[:batch, y:y + width] = feed
         feeds = rows.writes(x0[:, y:y + width])  # h̃_t, fed to step t + 1
         layer_noise, feature_noise = _dropout_masks(layout, width, order, values)
         belows = [None] + [rows.reads(xs[i][:, :layout.inputs[i]]) for i in range(1, count)]
@@ -404,9 +480,14 @@ class TeacherForced(torch.autograd.Function):
     def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
                  d_top: Tensor | None, *d_layers: Tensor | None) -> tuple[Any, ...]:
         layout = ctx.layout
+        if layout.native:
+            from assembly.nn import teacher_forcing_native
+
+            return teacher_forcing_native.backward(ctx, d_features, d_weights, d_top,
+                                                   *d_layers)
         rows = layout.rows
         cell = _BY_NAME[layout.cell]
-        xs, saved, layer_noise, feature_noise, squashed_tanh, attended, joined = ctx.buffers
+        xs, saved, layer_noise, feature_noise, squashed_tanh, attended, _ = ctx.buffers
         count = len(layout.hidden)
         keys, values, query, vector, w_c = ctx.saved_tensors[:5]
         w_ih = ctx.saved_tensors[5:5 + count]
@@ -529,30 +610,6 @@ class TeacherForced(torch.autograd.Function):
         d_h = [_grow(g, batch) for g in d_h]
         carry = [_grow(g, batch) for g in carry]
 
-        # Deferred products over all N step rows.
-        grads: list[Tensor | None] = [None, None, None]  # layout, order, static
-        if y and ctx.needs_input_grad[2]:
-            grads[2] = rows.unpack(cell.static_grad(d_gates[0], w_ih[0][:, :y]))
-        if squashed:
-            grads.append(d_keys.mul_(2 * vector[0]))
-        else:
-            q = ctx.attention if query is not None else tops
-            grads.append(torch.bmm(rows.unpack(d_scores).transpose(1, 2), rows.unpack(q)))
-        grads.append(torch.bmm(rows.unpack(attended).transpose(1, 2),
-                               rows.unpack(d_joined[:, :size_m])))  # values
-        grads.append(None)  # mask
-        grads.append(d_feed)
-        for index in range(count):
-            grads += [d_h[index], carry[index]]
-            grads += cell.weight_grads(d_gates[index], rows.previous_rows(xs[index]),
-                                       layout.inputs[index], layout.hidden[index],
-                                       layout.bias)
-        if squashed:
-            grads.append((d_q * (4 * vector[0])).t() @ tops)
-            grads.append(d_v.mul_(2))
-        else:
-            grads.append(d_q.t() @ tops if query is not None else None)
-            grads.append(None)
-        grads.append(d_u.t() @ joined)
-        grads.append(d_u.sum(0))
-        return tuple(grads)
+        return _gradients(ctx, d_gates, d_feed, d_h, carry, d_u, d_joined, d_scores,
+                          d_q if squashed or query is not None else None,
+                          d_keys if squashed else None, d_v if squashed else None)

@@ -150,19 +150,25 @@ class LSTMCell:
         torch.mul(o[t], tc[t], out=h[t])
 
     @staticmethod
-    def backward_setup(saved: tuple[Tensor, ...], w_in: Tensor, w_hh: Tensor, first: int,
-                       hidden: int, rows: StepRows) -> tuple[tuple[Any, ...], Tensor]:
+    def factors(saved: tuple[Tensor, ...], hidden: int, rows: StepRows) -> tuple[Tensor, Tensor]:
+        """Every step row's factors of the backward at once: (N, 4H) [g σ'(i), c_{t−1}
+        σ'(f), i (1 − g²), tanh c σ'(o)] and δc's (N, H) o (1 − tanh² c)."""
         c, act, tc = saved
-        count = act.shape[0]
-        new = act.new_empty
         i, f, g, o = act.split(hidden, 1)
-        factor = new(count, 4 * hidden)
+        factor = act.new_empty(act.shape[0], 4 * hidden)
         _sigmoid_backward(g, i, grad_input=factor[:, :hidden])  # g ⊙ σ'(i)
         _sigmoid_backward(rows.previous_rows(c), f, grad_input=factor[:, hidden:2 * hidden])
         factor[:, 2 * hidden:3 * hidden] = _tanh_backward(i, g)  # i ⊙ tanh'(g)
         _sigmoid_backward(tc, o, grad_input=factor[:, 3 * hidden:])
-        d_cell = _tanh_backward(o, tc)  # o ⊙ (1 − tanh² c)
-        d_gates = new(count, 4 * hidden)
+        return factor, _tanh_backward(o, tc)  # o ⊙ (1 − tanh² c)
+
+    @staticmethod
+    def backward_setup(saved: tuple[Tensor, ...], w_in: Tensor, w_hh: Tensor, first: int,
+                       hidden: int, rows: StepRows) -> tuple[tuple[Any, ...], Tensor]:
+        factor, d_cell = LSTMCell.factors(saved, hidden, rows)
+        count = factor.shape[0]
+        d_gates = factor.new_empty(count, 4 * hidden)
+        f = saved[1][:, hidden:2 * hidden]
         views = (rows.steps_of(factor[:, :3 * hidden].view(count, 3, hidden)),
                  rows.steps_of(factor[:, 3 * hidden:]), rows.steps_of(d_cell),
                  rows.steps_of(f), rows.steps_of(d_gates[:, :3 * hidden].view(count, 3, hidden)),

@@ -1,0 +1,410 @@
+// The step loops of the teacher-forcing node (assembly/nn/teacher_forcing.py) in C++, for
+// its most common form: built-in LSTM layers and additive (or concat) attention, float32
+// on the CPU. The Python node stays the reference and the path for everything else; the
+// equations, the buffer layout (StepRows) and the names are that module's, and
+// tests/test_native_teacher_forcing.py holds the two equal.
+//
+// What this buys (benchmarks/teacher_forcing.py --native): per step, the Python node makes
+// ~20 ATen calls forward and ~25 backward, each a few microseconds of interpreter and
+// dispatch around a tiny kernel. Here a step is the unavoidable matmuls (ATen, so MKL or
+// oneDNN) plus one hand-written loop per pointwise stage, vectorised by the compiler:
+//   forward:  per layer [gates = [x; h] W + b, then i f g o, c, tanh c, h in one pass]
+//             q = 2 W_q s; per row: scores over its own source extent, softmax, context
+//             (one pass per row: no work on the padding of shorter sources); W_c; tanh and
+//             the dropout on h~ in one pass.
+//   backward: δ[ctx; s] = δu W_c; per row: δa = δctx Vᵀ, δe, then δK, Σ_s δz and δv in one
+//             pass; δs = r (4 diag(v) W_q) + …; per layer one pass for δc and δgates, one
+//             matmul for [δx; δh_{t−1}].
+// exp runs as a polynomial the compiler vectorises (Cephes' expf: ~1 ulp on the reduced
+// range, |x| clamped to 87, where float's exp under/overflows anyway), σ(x) = 1/(1 + e^−x)
+// and tanh x = 2σ(2x) − 1; the node's outputs differ from the Python node's by float
+// rounding only (~1e-7 relative).
+//
+// Built on first use by assembly/nn/native/__init__.py (torch.utils.cpp_extension, ~20 s,
+// cached); without a compiler the Python node runs.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+using Tensor = at::Tensor;
+
+// Cephes' expf, branch-free so that loops calling it vectorise (no std::floor/fmin calls:
+// the flags in __init__.py let the compiler if-convert the compares).
+inline float exp_poly(float x) {
+  x = x < -87.0f ? -87.0f : (x > 87.0f ? 87.0f : x);
+  const float t = x * 1.44269504088896341f + 0.5f;
+  const int32_t k = static_cast<int32_t>(t) - (t < 0.0f ? 1 : 0);  // floor
+  const float n = static_cast<float>(k);
+  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // x − n ln 2, in two parts
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  return (p * r * r + r + 1.0f) * __builtin_bit_cast(float, (k + 127) << 23);
+}
+inline float sigmoid(float x) { return 1.0f / (1.0f + exp_poly(-x)); }
+inline float tanh_(float x) { return 2.0f / (1.0f + exp_poly(-2.0f * x)) - 1.0f; }
+
+// An absent optional tensor comes from Python as an empty one.
+inline bool present(const Tensor& t) { return t.defined() && t.numel() > 0; }
+
+// The buffers read and written through raw pointers are dense and row-major.
+inline void check_dense(std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors) {
+    TORCH_CHECK(!present(*t) || (t->is_contiguous() && t->scalar_type() == at::kFloat),
+                "teacher_forcing native: a buffer is not contiguous float32");
+  }
+}
+inline void check_dense(const std::vector<Tensor>& tensors) {
+  for (const Tensor& t : tensors) check_dense({&t});
+}
+
+// Rows per thread below which a per-row loop stays on one thread.
+constexpr int64_t kRowGrain = 16;
+
+}  // namespace
+
+// Forward through time. Fills, for every step: each layer's act [i f g o] (N, 4H), c (its
+// state buffer, B + N rows), tanh c (N, H) and h (the columns after its input in xs[l],
+// a state buffer), the input of the layer above (dropout applied), the attention queries
+// 2 W_q s (N, A), weights (N, S), [ctx; s] (N, M + O), h~ before dropout (N, F; only with
+// feature_noise) and h~ fed to the next step (xs[0]'s columns from feed_col).
+//   active: rows each step runs (n_0 ≥ n_1 ≥ …); batch: B
+//   xs[l] (B + N, I_l + H_l), cs[l] (B + N, H_l): block 0 holds the initial state
+//   weights[l] ((I_l + H_l), 4H_l) = [W_ih W_hh]ᵀ, biases[l] (4H_l) = b_ih + b_hh or empty
+//   noises[l] (N, I_l): the dropout mask on layer l's input (empty for none, and for l = 0)
+//   keys (B, S, A), values (B, S, M), blocked (B, S): 0 or −inf, extents (B): one past
+//   each row's last unmasked source position (int64)
+//   query2 (O, A) = 2 W_qᵀ, vector2 (A) = 2 v, w_c_t (M + O, F) = W_cᵀ, b_c (F)
+void forward_steps(const std::vector<int64_t>& active, int64_t batch,
+                   const std::vector<Tensor>& xs, const std::vector<Tensor>& cs,
+                   const std::vector<Tensor>& acts, const std::vector<Tensor>& tanh_cs,
+                   const std::vector<Tensor>& weights, const std::vector<Tensor>& biases,
+                   const std::vector<int64_t>& inputs, const std::vector<Tensor>& noises,
+                   const Tensor& keys, const Tensor& values, const Tensor& blocked,
+                   const Tensor& extents, const Tensor& query2, const Tensor& vector2,
+                   const Tensor& queries, const Tensor& attended, const Tensor& joined,
+                   const Tensor& w_c_t, const Tensor& b_c, const Tensor& squashed_tanh,
+                   const Tensor& feature_noise, int64_t feed_col) {
+  check_dense(xs), check_dense(cs), check_dense(acts), check_dense(tanh_cs);
+  check_dense(noises);
+  check_dense({&keys, &values, &blocked, &query2, &vector2, &queries, &attended, &joined,
+               &squashed_tanh, &feature_noise});
+  TORCH_CHECK(extents.scalar_type() == at::kLong && extents.is_contiguous());
+  const int64_t layers = static_cast<int64_t>(xs.size());
+  const int64_t S = keys.size(1), A = keys.size(2), M = values.size(2);
+  const int64_t O = query2.size(0), F = w_c_t.size(1), J = M + O;
+  const int64_t* ext = extents.data_ptr<int64_t>();
+  const float* K = keys.data_ptr<float>();
+  const float* V = values.data_ptr<float>();
+  const float* blk = blocked.data_ptr<float>();
+  const float* v2 = vector2.data_ptr<float>();
+  Tensor pre = at::empty({batch, F}, keys.options());  // W_c [ctx; s] + b_c of one step
+  int64_t off = 0, read = 0;  // step t's first step row; the first row of block t
+  for (const int64_t n : active) {
+    const int64_t write = batch + off;  // block t + 1
+    for (int64_t l = 0; l < layers; ++l) {
+      const int64_t I = inputs[l], H = cs[l].size(1), width = xs[l].size(1);
+      Tensor act = acts[l].narrow(0, off, n);  // (n, 4H)
+      Tensor xin = xs[l].narrow(0, read, n);  // [x_t; h_{t−1}]
+      if (present(biases[l])) at::addmm_out(act, biases[l], xin, weights[l]);
+      else at::mm_out(act, xin, weights[l]);
+      float* a = act.data_ptr<float>();
+      const float* c_prev = cs[l].data_ptr<float>() + read * H;
+      float* c_next = cs[l].data_ptr<float>() + write * H;
+      float* tc = tanh_cs[l].data_ptr<float>() + off * H;
+      float* h = xs[l].data_ptr<float>() + write * width + I;
+      float* above = nullptr;  // the next layer's input at step t (block t of its buffer)
+      const float* noise = nullptr;
+      int64_t above_width = 0;
+      if (l + 1 < layers) {
+        above_width = xs[l + 1].size(1);
+        above = xs[l + 1].data_ptr<float>() + read * above_width;
+        if (present(noises[l + 1])) noise = noises[l + 1].data_ptr<float>() + off * H;
+      }
+      at::parallel_for(0, n, n * H >= 32768 ? kRowGrain : n, [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; ++r) {
+          float* ar = a + r * 4 * H;
+          const float* cp = c_prev + r * H;
+          float* cn = c_next + r * H;
+          float* tr = tc + r * H;
+          float* hr = h + r * width;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const float i = sigmoid(ar[j]), f = sigmoid(ar[H + j]);
+            const float g = tanh_(ar[2 * H + j]), o = sigmoid(ar[3 * H + j]);
+            const float c = f * cp[j] + i * g;
+            const float t = tanh_(c);
+            ar[j] = i;
+            ar[H + j] = f;
+            ar[2 * H + j] = g;
+            ar[3 * H + j] = o;
+            cn[j] = c;
+            tr[j] = t;
+            hr[j] = o * t;
+          }
+          if (above != nullptr) {
+            float* ab = above + r * above_width;
+            if (noise != nullptr) {
+              const float* m = noise + r * H;
+#pragma omp simd
+              for (int64_t j = 0; j < H; ++j) ab[j] = hr[j] * m[j];
+            } else {
+              std::memcpy(ab, hr, H * sizeof(float));
+            }
+          }
+        }
+      });
+    }
+    // Attention on the top layer's h_t: q = 2 W_q s, e_s = Σ_a 2 v_a σ(K_sa + q_a) + mask.
+    const int64_t top_width = xs[layers - 1].size(1);
+    Tensor top = xs[layers - 1].narrow(0, write, n).narrow(1, inputs[layers - 1], O);
+    Tensor q = queries.narrow(0, off, n);
+    at::mm_out(q, top, query2);
+    const float* qp = q.data_ptr<float>();
+    const float* tp = top.data_ptr<float>();
+    float* ap = attended.data_ptr<float>() + off * S;
+    float* jp = joined.data_ptr<float>() + off * J;
+    at::parallel_for(0, n, kRowGrain, [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        const float* qb = qp + b * A;
+        const int64_t e = ext[b];
+        float* w = ap + b * S;  // scores, then the softmax in place
+        float most = -INFINITY;
+        for (int64_t s = 0; s < e; ++s) {
+          const float* k = K + (b * S + s) * A;
+          float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t c = 0; c < A; ++c) acc += v2[c] * sigmoid(k[c] + qb[c]);
+          w[s] = blk[b * S + s] + acc;
+          most = w[s] > most ? w[s] : most;
+        }
+        float total = 0.f;
+        for (int64_t s = 0; s < e; ++s) {
+          w[s] = std::exp(w[s] - most);  // exactly 0 where masked
+          total += w[s];
+        }
+        const float scale = 1.0f / total;
+        for (int64_t s = 0; s < e; ++s) w[s] *= scale;
+        for (int64_t s = e; s < S; ++s) w[s] = 0.f;
+        float* ctx = jp + b * J;  // [Σ_s a_s V_s; s_t]
+        for (int64_t m = 0; m < M; ++m) ctx[m] = 0.f;
+        for (int64_t s = 0; s < e; ++s) {
+          const float weight = w[s];
+          const float* v = V + (b * S + s) * M;
+#pragma omp simd
+          for (int64_t m = 0; m < M; ++m) ctx[m] += weight * v[m];
+        }
+        std::memcpy(ctx + M, tp + b * top_width, O * sizeof(float));
+      }
+    });
+    // h~ = tanh(W_c [ctx; s] + b_c), then its dropout, written where step t + 1 reads it.
+    Tensor u = pre.narrow(0, 0, n);
+    at::addmm_out(u, b_c, joined.narrow(0, off, n), w_c_t);
+    const float* up = u.data_ptr<float>();
+    const int64_t feed_width = xs[0].size(1);
+    float* feed = xs[0].data_ptr<float>() + write * feed_width + feed_col;
+    const bool dropped = present(feature_noise);
+    float* st = dropped ? squashed_tanh.data_ptr<float>() + off * F : nullptr;
+    const float* fn = dropped ? feature_noise.data_ptr<float>() + off * F : nullptr;
+    for (int64_t b = 0; b < n; ++b) {
+      const float* ub = up + b * F;
+      float* fb = feed + b * feed_width;
+      if (dropped) {
+        float* sb = st + b * F;
+        const float* mb = fn + b * F;
+#pragma omp simd
+        for (int64_t j = 0; j < F; ++j) {
+          const float v = tanh_(ub[j]);
+          sb[j] = v;
+          fb[j] = v * mb[j];
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < F; ++j) fb[j] = tanh_(ub[j]);
+      }
+    }
+    read = write;
+    off += n;
+  }
+}
+
+// Backward through time, from step T − 1 down to 0. Reads the forward's buffers and
+// d_u = ∂h~ ⊙ d_tanh (N, F; the outside share of δu, added to in place), d_tanh = m ⊙ (1 −
+// h~²), d_joined (N, M + O) prefilled with [0, ∂s] when has_d_top; fills d_joined
+// ([δctx; δs from W_c]), d_scores (N, S), d_gates[l] (N, 4H), d_keys (B, S, A; zeroed by
+// the caller, without the factor 2 v), d_q (N, A) = Σ_s δz and dv_part (threads, A;
+// zeroed: one partial Σ δe σ per thread). Returns [δh~_{−1}, δh_{−1} per layer, δc_{−1}
+// per layer], each (B, ·).
+//   factors[l] (N, 4H): [g σ'(i), c_{t−1} σ'(f), i (1 − g²), tanh c σ'(o)],
+//   d_cells[l] (N, H): o (1 − tanh² c); acts[l]: [i f g o] (f is read)
+//   weights[l] (4H, first_l + H) = [W_in W_hh] (layer 0 without its static columns)
+//   noises[l] (N, I_l), d_belows[l] (N, H_l): the outside gradient of layer l's outputs
+//   (l below the top; empty for none); d_weights (N, S) the outside gradient of the
+//   attention weights (empty for none); query4 (A, O) = 4 diag(v) W_q.
+std::vector<Tensor> backward_steps(
+    const std::vector<int64_t>& active, int64_t batch, const std::vector<Tensor>& factors,
+    const std::vector<Tensor>& d_cells, const std::vector<Tensor>& acts,
+    const std::vector<Tensor>& d_gates, const std::vector<Tensor>& weights,
+    const std::vector<int64_t>& firsts, const std::vector<Tensor>& noises,
+    const std::vector<Tensor>& d_belows, const Tensor& d_u, const Tensor& d_tanh,
+    const Tensor& w_c, const Tensor& d_joined, bool has_d_top, const Tensor& values,
+    const Tensor& attended, const Tensor& d_weights, const Tensor& d_scores,
+    const Tensor& keys, const Tensor& queries, const Tensor& extents, const Tensor& query4,
+    const Tensor& d_keys, const Tensor& d_q, const Tensor& dv_part) {
+  check_dense(factors), check_dense(d_cells), check_dense(acts), check_dense(d_gates);
+  check_dense({&d_joined, &attended, &d_weights, &d_scores, &keys, &values, &queries,
+               &d_keys, &d_q, &dv_part});
+  TORCH_CHECK(extents.scalar_type() == at::kLong && extents.is_contiguous());
+  const int64_t layers = static_cast<int64_t>(factors.size());
+  const int64_t S = keys.size(1), A = keys.size(2), M = values.size(2);
+  const int64_t J = d_joined.size(1);
+  const int64_t steps = static_cast<int64_t>(active.size());
+  const int64_t* ext = extents.data_ptr<int64_t>();
+  const float* K = keys.data_ptr<float>();
+  const float* V = values.data_ptr<float>();
+  float* dK = d_keys.data_ptr<float>();
+  float* dv_threads = dv_part.data_ptr<float>();
+  TORCH_CHECK(dv_part.size(0) >= at::get_num_threads(), "dv_part needs a row per thread");
+  std::vector<int64_t> offsets(steps + 1, 0);
+  for (int64_t t = 0; t < steps; ++t) offsets[t + 1] = offsets[t] + active[t];
+  // What flows into step t from step t + 1: its n_{t+1} rows, a prefix of step t's (the
+  // rows that end at step t start from zero).
+  Tensor d_feed;
+  std::vector<Tensor> d_h(layers), d_c(layers);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const int64_t n = active[t], off = offsets[t];
+    Tensor du = d_u.narrow(0, off, n);
+    if (present(d_feed)) {
+      const int64_t m = d_feed.size(0);
+      du.narrow(0, 0, m).addcmul_(d_feed, d_tanh.narrow(0, off, m));
+    }
+    Tensor dj = d_joined.narrow(0, off, n);  // [δctx; ∂s + δs from W_c]
+    if (has_d_top) dj.addmm_(du, w_c);
+    else at::mm_out(dj, du, w_c);
+    const float* ap = attended.data_ptr<float>() + off * S;
+    const float* djp = dj.data_ptr<float>();
+    const float* dwp = present(d_weights) ? d_weights.data_ptr<float>() + off * S : nullptr;
+    float* de = d_scores.data_ptr<float>() + off * S;
+    const float* qp = queries.data_ptr<float>() + off * A;
+    float* rp = d_q.data_ptr<float>() + off * A;
+    at::parallel_for(0, n, kRowGrain, [&](int64_t lo, int64_t hi) {
+      float* dv = dv_threads + at::get_thread_num() * A;
+      for (int64_t b = lo; b < hi; ++b) {
+        // δa = δctx Vᵀ (+ ∂a), δe = a ⊙ (δa − ⟨a, δa⟩), over the row's source extent
+        const float* dctx = djp + b * J;
+        const float* a = ap + b * S;
+        float* d = de + b * S;
+        const int64_t e = ext[b];
+        float dot = 0.f;
+        for (int64_t s = 0; s < e; ++s) {
+          const float* v = V + (b * S + s) * M;
+          float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t m = 0; m < M; ++m) acc += dctx[m] * v[m];
+          if (dwp != nullptr) acc += dwp[b * S + s];
+          d[s] = acc;
+          dot += a[s] * acc;
+        }
+        for (int64_t s = 0; s < e; ++s) d[s] = a[s] * (d[s] - dot);
+        for (int64_t s = e; s < S; ++s) d[s] = 0.f;
+        // δz = δe σ'(K + q) (σ recomputed): δK += δz, r = Σ_s δz, δv += δe σ
+        const float* qb = qp + b * A;
+        float* rb = rp + b * A;
+        for (int64_t c = 0; c < A; ++c) rb[c] = 0.f;
+        for (int64_t s = 0; s < e; ++s) {
+          const float g = d[s];
+          if (g == 0.f) continue;  // a masked position (a = 0): nothing to add
+          const float* k = K + (b * S + s) * A;
+          float* dk = dK + (b * S + s) * A;
+#pragma omp simd
+          for (int64_t c = 0; c < A; ++c) {
+            const float y = sigmoid(k[c] + qb[c]);
+            const float dz = g * y * (1.f - y);
+            dk[c] += dz;
+            rb[c] += dz;
+            dv[c] += g * y;
+          }
+        }
+      }
+    });
+    // δs = r 4 diag(v) W_q + δs from W_c (+ ∂s) + δh_t from step t + 1's recurrence
+    Tensor dh = at::mm(d_q.narrow(0, off, n), query4);
+    dh.add_(dj.narrow(1, M, J - M));
+    if (present(d_h[layers - 1])) dh.narrow(0, 0, d_h[layers - 1].size(0)).add_(d_h[layers - 1]);
+    for (int64_t l = layers - 1; l >= 0; --l) {
+      const int64_t H = d_cells[l].size(1);
+      const float* fac = factors[l].data_ptr<float>() + off * 4 * H;
+      const float* dcell = d_cells[l].data_ptr<float>() + off * H;
+      const float* forget = acts[l].data_ptr<float>() + off * 4 * H + H;
+      Tensor dg = d_gates[l].narrow(0, off, n);
+      float* dgp = dg.data_ptr<float>();
+      const Tensor dh_rows = dh.contiguous();
+      const float* dhp = dh_rows.data_ptr<float>();
+      Tensor next_dc = at::empty({n, H}, d_u.options());  // δc_{t−1} = δc_t ⊙ f_t
+      float* nc = next_dc.data_ptr<float>();
+      const int64_t carried = present(d_c[l]) ? d_c[l].size(0) : 0;
+      const float* cp = carried ? d_c[l].data_ptr<float>() : nullptr;
+      at::parallel_for(0, n, n * H >= 32768 ? kRowGrain : n, [&](int64_t lo, int64_t hi) {
+        for (int64_t b = lo; b < hi; ++b) {
+          const float* fr = fac + b * 4 * H;
+          const float* dr = dhp + b * H;
+          const float* cr = dcell + b * H;
+          const float* fg = forget + b * 4 * H;
+          const float* pr = b < carried ? cp + b * H : nullptr;
+          float* gr = dgp + b * 4 * H;
+          float* ncr = nc + b * H;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const float dc = dr[j] * cr[j] + (pr != nullptr ? pr[j] : 0.f);
+            gr[j] = dc * fr[j];
+            gr[H + j] = dc * fr[H + j];
+            gr[2 * H + j] = dc * fr[2 * H + j];
+            gr[3 * H + j] = dr[j] * fr[3 * H + j];
+            ncr[j] = dc * fg[j];
+          }
+        }
+      });
+      d_c[l] = next_dc;
+      const Tensor dx = at::mm(dg, weights[l]);  // [δinput; δh_{t−1}]
+      const int64_t first = firsts[l];
+      Tensor below = dx.narrow(1, 0, first);
+      d_h[l] = dx.narrow(1, first, dx.size(1) - first);
+      if (l == 0) {
+        d_feed = below;  // δh~_{t−1}: layer 0's input is [y_t; h~_{t−1}]
+        break;
+      }
+      if (present(noises[l])) below = below * noises[l].narrow(0, off, n);
+      if (present(d_belows[l - 1])) below = below + d_belows[l - 1].narrow(0, off, n);
+      if (present(d_h[l - 1])) {
+        below.narrow(0, 0, d_h[l - 1].size(0)).add_(d_h[l - 1]);
+      }
+      dh = below;
+    }
+  }
+  auto grow = [batch](const Tensor& g) {  // zero-extended to every row of the batch
+    if (!present(g) || g.size(0) == batch) return g;
+    Tensor out = at::zeros({batch, g.size(1)}, g.options());
+    out.narrow(0, 0, g.size(0)).copy_(g);
+    return out;
+  };
+  std::vector<Tensor> out{grow(d_feed)};
+  for (int64_t l = 0; l < layers; ++l) out.push_back(grow(d_h[l]));
+  for (int64_t l = 0; l < layers; ++l) out.push_back(grow(d_c[l]));
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "assembly's native step loops for the teacher-forcing node";
+  m.def("forward_steps", &forward_steps);
+  m.def("backward_steps", &backward_steps);
+}
