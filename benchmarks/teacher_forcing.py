@@ -98,7 +98,7 @@ def main() -> None:
     if args.native:
         from assembly.nn import native
 
-        assert native.teacher_forcing() is not None, "the native loops did not build"
+        assert native.loops() is not None, "the native loops did not build"
         names = ("native", "python")
     else:
         names = ("packed", "every_row") if args.every_row else ("fused", "generic")

@@ -19,6 +19,7 @@ from torch import _VF
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from assembly.builtin.cells import GruSpec, LstmSpec
+from assembly.nn import native
 from assembly.nn.fused import FusedGRU, FusedLSTM
 from assembly.nn.layers import BidirectionalLayer
 from assembly.nn.lstm_node import NO_GRAD_MIN_BATCH, LSTMLayer, applies
@@ -240,3 +241,44 @@ def test_plans_made_under_inference_mode_serve_training() -> None:
     outputs.sum().backward()
     torch.testing.assert_close(outputs.detach(), expected, rtol=0, atol=TOL)
     assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.skipif(native.loops() is None, reason="the native loops could not be built here")
+@pytest.mark.parametrize(("lengths", "bidirectional", "bias", "initial", "batch_first"),
+                         CASES)
+def test_native_loops_equal_the_python_loops(lengths: str, bidirectional: bool, bias: bool,
+                                             initial: bool, batch_first: bool,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """In float32 the node's C++ step loops (assembly/nn/native/loops.cpp) give its Python
+    loops' outputs, final states and gradients to float rounding."""
+    generator = torch.Generator().manual_seed(1)
+    directions = 2 if bidirectional else 1
+    sizes = torch.tensor(LENGTHS[lengths])
+    batch = len(sizes)
+    weights = [w.detach().float().requires_grad_()
+               for w in _weights(directions, bias, generator)]
+    x = torch.randn(batch, int(sizes.max()), INPUT, generator=generator).requires_grad_()
+    start = [torch.randn(directions, batch, HIDDEN, generator=generator).requires_grad_()
+             for _ in range(2)]
+    leaves = [x, *weights, *(start if initial else [])]
+    module = native.loops()
+    calls = []
+    for name in ("lstm_layer_forward", "lstm_layer_backward"):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name: (calls.append(_n),
+                                                                            _f(*a))[1])
+    results = []
+    for use_native in (True, False):
+        monkeypatch.setenv("ASSEMBLY_NATIVE", "1" if use_native else "0")
+        packed = pack_padded_sequence(x, sizes, batch_first=True, enforce_sorted=False)
+        order = packed.sorted_indices
+        h0, c0 = (s[:, order] for s in start) if initial else (None, None)
+        data = x[order] if batch_first else packed.data
+        flat = list(LSTMLayer.apply(bias, tuple(packed.batch_sizes.tolist()), data, h0, c0,
+                                    *weights))
+        results.append(flat + list(torch.autograd.grad(_probe(flat), leaves)))
+        assert calls == (["lstm_layer_forward", "lstm_layer_backward"] if use_native else
+                         calls[:2])
+    for ours, reference in zip(*results, strict=True):
+        scale = reference.abs().max().clamp_min(1.0)
+        torch.testing.assert_close(ours / scale, reference / scale, rtol=0, atol=2e-6)

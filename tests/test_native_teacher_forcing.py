@@ -47,7 +47,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 DROPOUT = {"decoder__dropout": 0.3, "decoder__attention__dropout": 0.25,
            "target__dropout": 0.2, "source__dropout": 0.1, "encoder__dropout": 0.1}
 
-needs_native = pytest.mark.skipif(native.teacher_forcing() is None,
+needs_native = pytest.mark.skipif(native.loops() is None,
                                   reason="the native loops could not be built here")
 
 
@@ -160,7 +160,7 @@ def test_the_native_loops_build_where_there_is_a_compiler() -> None:
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler")
     assert native.enabled()
-    module = native.teacher_forcing()
+    module = native.loops()
     assert module is not None
     assert callable(module.forward_steps) and callable(module.backward_steps)
 
@@ -263,7 +263,7 @@ def test_what_the_native_loops_do_not_cover_runs_the_python_node(
         monkeypatch.setenv("ASSEMBLY_NATIVE", "0")
         outputs = model(batch.source, batch.source_lengths, batch.target,
                         batch.target_lengths)
-        assert spy.calls == (1 if native.teacher_forcing() is not None else 0)
+        assert spy.calls == (1 if native.loops() is not None else 0)
         return
     assert outputs.predictions.isfinite().all()
     assert spy.calls == 0
@@ -277,14 +277,14 @@ def test_a_failed_build_warns_and_the_python_node_runs(monkeypatch: pytest.Monke
         raise RuntimeError("Error building extension: no compiler")
 
     monkeypatch.setattr(torch.utils.cpp_extension, "load", broken)
-    native.teacher_forcing.cache_clear()
+    native.loops.cache_clear()
     try:
         with pytest.warns(RuntimeWarning, match="could not be built.*no compiler"):
-            assert native.teacher_forcing() is None
+            assert native.loops() is None
         spec = _spec("reference-like", dropout=True)
         model = _model(spec)
         spy = _Spy(monkeypatch)
         outputs, grads = _run(model, _batch(spec), monkeypatch, use_native=True)
         assert spy.calls == 0 and outputs.predictions.isfinite().all() and grads
     finally:
-        native.teacher_forcing.cache_clear()
+        native.loops.cache_clear()

@@ -78,6 +78,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from assembly.nn import native
+
 
 class _Plan(NamedTuple):
     """Row bookkeeping for packed batch sizes n_0 ≥ … ≥ n_{T−1}: step k runs the first
@@ -146,6 +148,68 @@ def _previous(buffer: Tensor, plan: _Plan, start: int = 0) -> Tensor:
     return buffer.index_select(1, plan.previous[start:])
 
 
+def _native_loops(like: Tensor) -> Any:
+    """The C++ step loops (assembly/nn/native/loops.cpp) for float32, if built; else None."""
+    if like.dtype != torch.float32 or not native.enabled():
+        return None
+    return native.loops()
+
+
+def _forward_steps(plan: _Plan, gates: Tensor, w_hh2: Tensor, hs: Tensor, cs: Tensor,
+                   m: Tensor, has_h0: bool, has_c0: bool) -> None:
+    """The forward's step loop (see the module docstring): gates (D, N, 4H) from the input
+    projections to [i f s o]; writes h and 2c into their state buffers, 2g and tanh c
+    into m."""
+    hidden = hs.shape[-1]
+    minus_one, minus_two = hs.new_full((), -1.0), hs.new_full((), -2.0)
+    g_step = _rows(gates, plan)
+    i, f, s, o = (_rows(part, plan) for part in gates.split(hidden, 2))
+    g2 = _rows(m[..., :hidden], plan)
+    tc = _rows(m[..., 3 * hidden:], plan)
+    h_prev, h_next = _states(hs, plan)
+    c_prev, c_next = _states(cs, plan)
+    for k in range(len(plan.sizes)):
+        if k or has_h0:
+            g_step[k].baddbmm_(h_prev[k], w_hh2)
+        g_step[k].sigmoid_()
+        torch.add(minus_two, s[k], alpha=4, out=g2[k])  # 2g = 2 tanh = 4σ(2·) − 2
+        c = c_next[k]
+        if k or has_c0:
+            torch.mul(f[k], c_prev[k], out=c)
+            c.addcmul_(i[k], g2[k])  # 2c_k = f 2c_{k−1} + i 2g
+        else:
+            torch.mul(i[k], g2[k], out=c)
+        torch.sigmoid(c, out=tc[k])
+        torch.add(minus_one, tc[k], alpha=2, out=tc[k])  # tanh c = 2σ(2c) − 1
+        torch.mul(o[k], tc[k], out=h_next[k])
+
+
+def _backward_steps(plan: _Plan, d_h: Tensor, d_c: Tensor, d_cell: Tensor, factor: Tensor,
+                    gates: Tensor, d_gates: Tensor, w_hh: Tensor, need_h0: bool,
+                    need_c0: bool) -> None:
+    """The backward's step loop: δh and δ(2c) carried back through the state buffers,
+    every step's δgates into d_gates (D, N, 4H)."""
+    hidden = d_h.shape[-1]
+    dh_prev, dh_next = _states(d_h, plan)
+    dc_prev, dc_next = _states(d_c, plan)
+    cell = _rows(d_cell, plan)
+    forget = _rows(gates[..., hidden:2 * hidden], plan)
+    three = _rows(factor[..., :3 * hidden].unflatten(2, (3, hidden)), plan)
+    out_gate = _rows(factor[..., 3 * hidden:], plan)
+    dg_step = _rows(d_gates, plan)
+    dg_three = _rows(d_gates[..., :3 * hidden].unflatten(2, (3, hidden)), plan)
+    dg_out = _rows(d_gates[..., 3 * hidden:], plan)
+    for k in reversed(range(len(plan.sizes))):
+        dh, dc = dh_next[k], dc_next[k]
+        dc.addcmul_(dh, cell[k], value=0.5)
+        torch.mul(dc.unsqueeze(2), three[k], out=dg_three[k])
+        torch.mul(dh, out_gate[k], out=dg_out[k])
+        if k or need_c0:
+            dc_prev[k].addcmul_(dc, forget[k])
+        if k or need_h0:
+            dh_prev[k].baddbmm_(dg_step[k], w_hh)
+
+
 class LSTMLayer(torch.autograd.Function):
     """See the module docstring. Inputs: bias (bool), batch sizes (tuple), data, h0 and
     c0 (D, B, H) in the packed (sorted) order or None (zeros), then per direction W_ih,
@@ -202,28 +266,13 @@ class LSTMLayer(torch.autograd.Function):
         # m (D, N, 4H): [2g, ·, ·, tanh c] per step row; the backward fills the gaps with
         # 2c_{k−1} and 8i, the factors of the gates' derivatives
         m = new(directions, count, 4 * hidden)
-        minus_one, minus_two = data.new_full((), -1.0), data.new_full((), -2.0)
 
-        g_step = _rows(gates, plan)
-        i, f, s, o = (_rows(part, plan) for part in gates.split(hidden, 2))
-        g2 = _rows(m[..., :hidden], plan)
-        tc = _rows(m[..., 3 * hidden:], plan)
-        h_prev, h_next = _states(hs, plan)
-        c_prev, c_next = _states(cs, plan)
-        for k in range(steps):
-            if k or h0 is not None:
-                g_step[k].baddbmm_(h_prev[k], w_hh2)
-            g_step[k].sigmoid_()
-            torch.add(minus_two, s[k], alpha=4, out=g2[k])  # 2g = 2 tanh = 4σ(2·) − 2
-            c = c_next[k]
-            if k or c0 is not None:
-                torch.mul(f[k], c_prev[k], out=c)
-                c.addcmul_(i[k], g2[k])  # 2c_k = f 2c_{k−1} + i 2g
-            else:
-                torch.mul(i[k], g2[k], out=c)
-            torch.sigmoid(c, out=tc[k])
-            torch.add(minus_one, tc[k], alpha=2, out=tc[k])  # tanh c = 2σ(2c) − 1
-            torch.mul(o[k], tc[k], out=h_next[k])
+        loops = _native_loops(data)
+        if loops is not None:  # the same steps in C++
+            loops.lstm_layer_forward(plan.sizes, gates, w_hh2, hs, cs, m, h0 is not None,
+                                     c0 is not None)
+        else:
+            _forward_steps(plan, gates, w_hh2, hs, cs, m, h0 is not None, c0 is not None)
 
         ctx.bias = bias
         ctx.plan = plan
@@ -286,24 +335,13 @@ class LSTMLayer(torch.autograd.Function):
             d_c.index_add_(1, plan.last, d_cn, alpha=0.5)
         d_gates = torch.empty_like(gates)
 
-        dh_prev, dh_next = _states(d_h, plan)
-        dc_prev, dc_next = _states(d_c, plan)
-        cell = _rows(d_cell, plan)
-        forget = _rows(gates[..., hidden:2 * hidden], plan)
-        three = _rows(factor[..., :3 * hidden].unflatten(2, (3, hidden)), plan)
-        out_gate = _rows(factor[..., 3 * hidden:], plan)
-        dg_step = _rows(d_gates, plan)
-        dg_three = _rows(d_gates[..., :3 * hidden].unflatten(2, (3, hidden)), plan)
-        dg_out = _rows(d_gates[..., 3 * hidden:], plan)
-        for k in reversed(range(steps)):
-            dh, dc = dh_next[k], dc_next[k]
-            dc.addcmul_(dh, cell[k], value=0.5)
-            torch.mul(dc.unsqueeze(2), three[k], out=dg_three[k])
-            torch.mul(dh, out_gate[k], out=dg_out[k])
-            if k or need_c0:
-                dc_prev[k].addcmul_(dc, forget[k])
-            if k or need_h0:
-                dh_prev[k].baddbmm_(dg_step[k], w_hh)
+        loops = _native_loops(gates)
+        if loops is not None:  # the same steps in C++
+            loops.lstm_layer_backward(plan.sizes, d_h, d_c, d_cell, factor, gates, d_gates,
+                                      w_hh, need_h0, need_c0)
+        else:
+            _backward_steps(plan, d_h, d_c, d_cell, factor, gates, d_gates, w_hh, need_h0,
+                            need_c0)
 
         # [δW_ih δb]ᵀ = [X 1]ᵀ δGates and δW_hhᵀ = H_prevᵀ δGates over all rows at once
         # (step 0's rows read h0: skipped when it is zero); transposed, as MKL runs this

@@ -282,12 +282,12 @@ _BY_NAME = {cell.name: cell for cell in CELLS.values()}
 def _native_applies(layout: _Layout, values: Tensor) -> bool:
     """Whether the C++ step loops (:mod:`assembly.nn.teacher_forcing_native`) run this
     node: LSTM layers, additive/concat attention, float32 on the CPU, and the native
-    module built (:func:`assembly.nn.native.teacher_forcing`)."""
+    module built (:func:`assembly.nn.native.loops`)."""
     if layout.cell != "lstm" or layout.score not in ("additive", "concat"):
         return False
     if values.dtype != torch.float32 or values.device.type != "cpu":
         return False
-    return native.enabled() and native.teacher_forcing() is not None
+    return native.enabled() and native.loops() is not None
 
 
 def _state_buffers(layout: _Layout, static: Tensor | None, feed: Tensor,

@@ -1,4 +1,4 @@
-"""The teacher-forcing node with its step loops in C++ (``native/teacher_forcing.cpp``).
+"""The teacher-forcing node with its step loops in C++ (``native/loops.cpp``).
 
 :class:`~assembly.nn.teacher_forcing.TeacherForced` hands its forward and backward here
 when its layout says ``native`` (LSTM layers, additive/concat attention, float32 on the
@@ -44,7 +44,7 @@ def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | No
             keys: Tensor, values: Tensor, mask: Tensor, feed: Tensor,
             *rest: Tensor | None) -> tuple[Tensor, ...]:
     """TeacherForced.forward's contract (same inputs, outputs and saved state)."""
-    loops = native.teacher_forcing()
+    loops = native.loops()
     rows = layout.rows
     count = len(layout.hidden)
     query, vector, w_c, b_c = rest[6 * count:]
@@ -92,7 +92,7 @@ def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | No
 def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
              d_top: Tensor | None, *d_layers: Tensor | None) -> tuple[Tensor | None, ...]:
     """TeacherForced.backward's contract."""
-    loops = native.teacher_forcing()
+    loops = native.loops()
     layout = ctx.layout
     rows = layout.rows
     xs, saved, layer_noise, feature_noise, squashed_tanh, attended, _ = ctx.buffers

@@ -1,15 +1,17 @@
 """Native (C++) code of the framework, compiled on this machine the first time it is used.
 
-Only the teacher-forcing node's step loops are native (``teacher_forcing.cpp``, why and
-what they do are in its header). They are built with torch's C++ extension machinery
+The step loops of the two hand-written autograd nodes are native (``loops.cpp``; why and
+what they do are in its header): the teacher-forcing node's
+(:mod:`assembly.nn.teacher_forcing_native`) and the encoder LSTM layer's
+(:mod:`assembly.nn.lstm_node`). They are built with torch's C++ extension machinery
 (a C++ compiler and ninja; ``-march=native``, so the build is specific to this CPU) into
 a cache directory, once per source, torch version and machine: about 20 s the first
 time, then a load of a few milliseconds.
 
-:func:`teacher_forcing` returns the built module, or None where it cannot be had:
+:func:`loops` returns the built module, or None where it cannot be had:
 ``ASSEMBLY_NATIVE=0`` in the environment, or the build failed (no compiler, say: then a
-RuntimeWarning says why, once per process). The Python node then runs instead, with the
-same results and about 1.3× slower training. The cache lives in ``$ASSEMBLY_CACHE``,
+RuntimeWarning says why, once per process). The nodes' Python loops then run instead,
+with the same results and about 1.3× slower training. The cache lives in ``$ASSEMBLY_CACHE``,
 else ``$XDG_CACHE_HOME/assembly``, else ``~/.cache/assembly``.
 """
 
@@ -24,7 +26,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-SOURCE = Path(__file__).with_name("teacher_forcing.cpp")
+SOURCE = Path(__file__).with_name("loops.cpp")
 
 # -fno-trapping-math lets the compiler if-convert exp_poly's clamps (so its loops
 # vectorise); no -ffast-math: the attention masks rely on −inf.
@@ -67,26 +69,27 @@ def build_key() -> str:
 
 
 @functools.cache
-def teacher_forcing() -> ModuleType | None:
-    """The built ``teacher_forcing.cpp`` (``forward_steps``, ``backward_steps``), or None."""
+def loops() -> ModuleType | None:
+    """The built ``loops.cpp`` (``forward_steps`` and ``backward_steps`` of the
+    teacher-forcing node, ``lstm_layer_forward`` and ``lstm_layer_backward``), or None."""
     if not enabled():
         return None
     try:
         from torch.utils.cpp_extension import load
 
         key = build_key()
-        directory = cache_root() / "native" / f"teacher_forcing-{key}"
+        directory = cache_root() / "native" / f"loops-{key}"
         directory.mkdir(parents=True, exist_ok=True)
-        name = f"assembly_teacher_forcing_{key}"
+        name = f"assembly_loops_{key}"
         if not (directory / f"{name}.so").exists():
-            print(f"assembly: building the native teacher-forcing loops (once, ~20 s) "
+            print(f"assembly: building the native step loops (once, ~20 s) "
                   f"in {directory}", file=sys.stderr, flush=True)
         return load(name=name, sources=[str(SOURCE)], extra_cflags=list(FLAGS),
                     build_directory=str(directory), verbose=False)
     except Exception as error:  # no compiler, no ninja, a failed build: run the Python node
         reason = " ".join(str(error).split())[:300]
-        warnings.warn(f"assembly: the native teacher-forcing loops could not be built "
-                      f"({type(error).__name__}: {reason}); the Python node runs instead "
+        warnings.warn(f"assembly: the native step loops could not be built "
+                      f"({type(error).__name__}: {reason}); the Python loops run instead "
                       f"(same results, about 1.3x slower training). Set ASSEMBLY_NATIVE=0 "
                       f"to skip the attempt.", RuntimeWarning, stacklevel=2)
         return None

@@ -1,4 +1,6 @@
-// The step loops of the teacher-forcing node (assembly/nn/teacher_forcing.py) in C++, for
+// The step loops of the framework's two hand-written autograd nodes in C++: the encoder's
+// LSTM layer (assembly/nn/lstm_node.py; at the end of this file) and, first, the
+// teacher-forcing node (assembly/nn/teacher_forcing.py) in C++, for
 // its most common form: built-in LSTM layers and additive (or concat) attention, float32
 // on the CPU. The Python node stays the reference and the path for everything else; the
 // equations, the buffer layout (StepRows) and the names are that module's, and
@@ -68,6 +70,58 @@ inline void check_dense(const std::vector<Tensor>& tensors) {
   for (const Tensor& t : tensors) check_dense({&t});
 }
 
+// One row of the decoder's LSTM step: a (4H) pre-activations in, [i f g o] out in place;
+// c_t, tanh c_t and h_t written. (Row kernels take restrict pointers and sizes by value:
+// inside a parallel_for lambda, captured references keep GCC from vectorising.)
+inline void lstm_row(float* __restrict a, const float* __restrict c_prev,
+                     float* __restrict c_next, float* __restrict tanh_c,
+                     float* __restrict h, int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = sigmoid(a[j]), f = sigmoid(a[H + j]);
+    const float g = tanh_(a[2 * H + j]), o = sigmoid(a[3 * H + j]);
+    const float c = f * c_prev[j] + i * g;
+    const float t = tanh_(c);
+    a[j] = i;
+    a[H + j] = f;
+    a[2 * H + j] = g;
+    a[3 * H + j] = o;
+    c_next[j] = c;
+    tanh_c[j] = t;
+    h[j] = o * t;
+  }
+}
+
+// One row of the encoder's LSTM step (lstm_node's conventions: the cell gate's
+// pre-activation is 2z, 2c is kept): g (4H) in, [i f s o] out in place; 2g and tanh c
+// into m's first and last quarters; 2c and h written. c_prev is null at a zero state.
+inline void lstm_layer_row(float* __restrict g, float* __restrict m,
+                           const float* __restrict c_prev, float* __restrict c_next,
+                           float* __restrict h, int64_t H) {
+#pragma omp simd
+  for (int64_t j = 0; j < H; ++j) {
+    const float i = sigmoid(g[j]), f = sigmoid(g[H + j]);
+    const float s = sigmoid(g[2 * H + j]), o = sigmoid(g[3 * H + j]);
+    const float g2 = 4.0f * s - 2.0f;  // 2 tanh z = 4σ(2z) − 2
+    const float c2 = (c_prev != nullptr ? f * c_prev[j] : 0.0f) + i * g2;  // 2c
+    const float tc = 2.0f * sigmoid(c2) - 1.0f;  // tanh c = 2σ(2c) − 1
+    g[j] = i;
+    g[H + j] = f;
+    g[2 * H + j] = s;
+    g[3 * H + j] = o;
+    m[j] = g2;
+    m[3 * H + j] = tc;
+    c_next[j] = c2;
+    h[j] = o * tc;
+  }
+}
+
+// y += a x
+inline void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
+}
+
 // Rows per thread below which a per-row loop stays on one thread.
 constexpr int64_t kRowGrain = 16;
 
@@ -133,25 +187,8 @@ void forward_steps(const std::vector<int64_t>& active, int64_t batch,
       }
       at::parallel_for(0, n, n * H >= 32768 ? kRowGrain : n, [&](int64_t lo, int64_t hi) {
         for (int64_t r = lo; r < hi; ++r) {
-          float* ar = a + r * 4 * H;
-          const float* cp = c_prev + r * H;
-          float* cn = c_next + r * H;
-          float* tr = tc + r * H;
           float* hr = h + r * width;
-#pragma omp simd
-          for (int64_t j = 0; j < H; ++j) {
-            const float i = sigmoid(ar[j]), f = sigmoid(ar[H + j]);
-            const float g = tanh_(ar[2 * H + j]), o = sigmoid(ar[3 * H + j]);
-            const float c = f * cp[j] + i * g;
-            const float t = tanh_(c);
-            ar[j] = i;
-            ar[H + j] = f;
-            ar[2 * H + j] = g;
-            ar[3 * H + j] = o;
-            cn[j] = c;
-            tr[j] = t;
-            hr[j] = o * t;
-          }
+          lstm_row(a + r * 4 * H, c_prev + r * H, c_next + r * H, tc + r * H, hr, H);
           if (above != nullptr) {
             float* ab = above + r * above_width;
             if (noise != nullptr) {
@@ -198,12 +235,7 @@ void forward_steps(const std::vector<int64_t>& active, int64_t batch,
         for (int64_t s = e; s < S; ++s) w[s] = 0.f;
         float* ctx = jp + b * J;  // [Σ_s a_s V_s; s_t]
         for (int64_t m = 0; m < M; ++m) ctx[m] = 0.f;
-        for (int64_t s = 0; s < e; ++s) {
-          const float weight = w[s];
-          const float* v = V + (b * S + s) * M;
-#pragma omp simd
-          for (int64_t m = 0; m < M; ++m) ctx[m] += weight * v[m];
-        }
+        for (int64_t s = 0; s < e; ++s) axpy(ctx, V + (b * S + s) * M, w[s], M);
         std::memcpy(ctx + M, tp + b * top_width, O * sizeof(float));
       }
     });
@@ -403,8 +435,105 @@ std::vector<Tensor> backward_steps(
   return out;
 }
 
+// ---------------------------------------------------------------------------------------
+// The encoder's LSTM layer node (assembly/nn/lstm_node.py): its two step loops, same
+// buffers and conventions (both directions stacked as D, packed rows, the cell gate's rows
+// doubled so that s = σ(2z), 2c kept instead of c). Per step: the recurrent matmul
+// (ATen's baddbmm) and one pass for the gates, 2c, tanh c and h.
+
+// Forward. gates (D, N, 4H): the input projections, turned into [i f s o] in place;
+// w_hh2 (D, H, 4H); hs, cs (D, B + N, H) state buffers with block 0 filled (h, 2c);
+// m (D, N, 4H): writes 2g into [..., :H] and tanh c into [..., 3H:].
+void lstm_layer_forward(const std::vector<int64_t>& sizes, const Tensor& gates,
+                        const Tensor& w_hh2, const Tensor& hs, const Tensor& cs,
+                        const Tensor& m, bool has_h0, bool has_c0) {
+  check_dense({&gates, &hs, &cs, &m});
+  const int64_t D = gates.size(0), N = gates.size(1), H = hs.size(2);
+  const int64_t batch = sizes[0], rows = batch + N;
+  float* gp = gates.data_ptr<float>();
+  float* hp = hs.data_ptr<float>();
+  float* cp = cs.data_ptr<float>();
+  float* mp = m.data_ptr<float>();
+  int64_t off = 0, read = 0;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const int64_t n = sizes[k], write = batch + off;
+    if (k > 0 || has_h0) {
+      Tensor step = gates.narrow(1, off, n);
+      step.baddbmm_(hs.narrow(1, read, n), w_hh2);
+    }
+    const bool carry = k > 0 || has_c0;
+    at::parallel_for(0, D * n, D * n * H >= 32768 ? kRowGrain : D * n,
+                     [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q) {
+        const int64_t d = q / n, r = q % n;
+        lstm_layer_row(gp + (d * N + off + r) * 4 * H, mp + (d * N + off + r) * 4 * H,
+                       carry ? cp + (d * rows + read + r) * H : nullptr,
+                       cp + (d * rows + write + r) * H, hp + (d * rows + write + r) * H, H);
+      }
+    });
+    read = write;
+    off += n;
+  }
+}
+
+// Backward. d_h, d_c (D, B + N, H): the outside gradients of h and 2c at their state rows
+// (added to in place as the steps go back); d_cell (D, N, H) = o (1 − tanh² c); factor
+// (D, N, 4H): m ⊙ σ'(gates); gates: [i f s o] (f is read); fills d_gates (D, N, 4H).
+// Step 0's carries into block 0 (the initial state) only where has_h0 / has_c0.
+void lstm_layer_backward(const std::vector<int64_t>& sizes, const Tensor& d_h,
+                         const Tensor& d_c, const Tensor& d_cell, const Tensor& factor,
+                         const Tensor& gates, const Tensor& d_gates, const Tensor& w_hh,
+                         bool has_h0, bool has_c0) {
+  check_dense({&d_h, &d_c, &d_cell, &factor, &gates, &d_gates});
+  const int64_t D = gates.size(0), N = gates.size(1), H = d_h.size(2);
+  const int64_t batch = sizes[0], rows = batch + N, steps = static_cast<int64_t>(sizes.size());
+  float* dhp = d_h.data_ptr<float>();
+  float* dcp = d_c.data_ptr<float>();
+  const float* cell = d_cell.data_ptr<float>();
+  const float* fac = factor.data_ptr<float>();
+  const float* gp = gates.data_ptr<float>();
+  float* dgp = d_gates.data_ptr<float>();
+  std::vector<int64_t> offsets(steps + 1, 0);
+  for (int64_t k = 0; k < steps; ++k) offsets[k + 1] = offsets[k] + sizes[k];
+  for (int64_t k = steps - 1; k >= 0; --k) {
+    const int64_t n = sizes[k], off = offsets[k], write = batch + off;
+    const int64_t read = k == 0 ? 0 : batch + offsets[k - 1];
+    const bool to_c = k > 0 || has_c0;
+    at::parallel_for(0, D * n, D * n * H >= 32768 ? kRowGrain : D * n,
+                     [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; ++q) {
+        const int64_t d = q / n, r = q % n;
+        const int64_t step_row = d * N + off + r;
+        const float* dh = dhp + (d * rows + write + r) * H;
+        float* dc = dcp + (d * rows + write + r) * H;
+        float* dc_prev = dcp + (d * rows + read + r) * H;
+        const float* ce = cell + step_row * H;
+        const float* fr = fac + step_row * 4 * H;
+        const float* forget = gp + step_row * 4 * H + H;
+        float* dg = dgp + step_row * 4 * H;
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) {
+          const float c = dc[j] + 0.5f * dh[j] * ce[j];  // δ(2c)
+          dc[j] = c;
+          dg[j] = c * fr[j];
+          dg[H + j] = c * fr[H + j];
+          dg[2 * H + j] = c * fr[2 * H + j];
+          dg[3 * H + j] = dh[j] * fr[3 * H + j];
+          if (to_c) dc_prev[j] += c * forget[j];
+        }
+      }
+    });
+    if (k > 0 || has_h0) {
+      Tensor prev = d_h.narrow(1, read, n);
+      prev.baddbmm_(d_gates.narrow(1, off, n), w_hh);
+    }
+  }
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "assembly's native step loops for the teacher-forcing node";
+  m.doc() = "assembly's native step loops (teacher-forcing node, encoder LSTM layer)";
   m.def("forward_steps", &forward_steps);
   m.def("backward_steps", &backward_steps);
+  m.def("lstm_layer_forward", &lstm_layer_forward);
+  m.def("lstm_layer_backward", &lstm_layer_backward);
 }
