@@ -60,7 +60,7 @@ def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | No
         c[:batch] = c0
         saved.append((c, new(rows.count, 4 * hidden), new(rows.count, hidden)))  # c, act, tc
         weights.append(torch.cat([w_ih, w_hh], 1).t().contiguous())  # (I + H, 4H)
-        biases.append(None if b_ih is None else b_ih + b_hh)
+        biases.append(w_ih.new_zeros(4 * hidden) if b_ih is None else b_ih + b_hh)
     layer_noise, feature_noise = _dropout_masks(layout, width, order, values)
     squashed_tanh = new(rows.count, width) if layout.attention_dropout else None
     blocked = values.new_zeros(batch, sources).masked_fill_(~mask, float("-inf"))
@@ -71,7 +71,7 @@ def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | No
     joined = new(rows.count, values.shape[-1] + layout.hidden[-1])
     loops.forward_steps(
         list(rows.active), batch, xs, [s[0] for s in saved], [s[1] for s in saved],
-        [s[2] for s in saved], weights, [_or_none(b) for b in biases], list(layout.inputs),
+        [s[2] for s in saved], weights, biases, list(layout.inputs),
         [_or_none(m) for m in layer_noise], keys.contiguous(), values.contiguous(), blocked,
         extents, (query * 2).t().contiguous(), (vector[0] * 2).contiguous(), queries,
         attended, joined, w_c.t().contiguous(), b_c, _or_none(squashed_tanh),

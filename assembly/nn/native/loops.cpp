@@ -70,16 +70,18 @@ inline void check_dense(const std::vector<Tensor>& tensors) {
   for (const Tensor& t : tensors) check_dense({&t});
 }
 
-// One row of the decoder's LSTM step: a (4H) pre-activations in, [i f g o] out in place;
+// One row of the decoder's LSTM step: a (4H) pre-activations without the bias in (the
+// bias is added here: addmm's broadcast copy of it costs more), [i f g o] out in place;
 // c_t, tanh c_t and h_t written. (Row kernels take restrict pointers and sizes by value:
 // inside a parallel_for lambda, captured references keep GCC from vectorising.)
-inline void lstm_row(float* __restrict a, const float* __restrict c_prev,
-                     float* __restrict c_next, float* __restrict tanh_c,
-                     float* __restrict h, int64_t H) {
+inline void lstm_row(float* __restrict a, const float* __restrict bias,
+                     const float* __restrict c_prev, float* __restrict c_next,
+                     float* __restrict tanh_c, float* __restrict h, int64_t H) {
 #pragma omp simd
   for (int64_t j = 0; j < H; ++j) {
-    const float i = sigmoid(a[j]), f = sigmoid(a[H + j]);
-    const float g = tanh_(a[2 * H + j]), o = sigmoid(a[3 * H + j]);
+    const float i = sigmoid(a[j] + bias[j]), f = sigmoid(a[H + j] + bias[H + j]);
+    const float g = tanh_(a[2 * H + j] + bias[2 * H + j]);
+    const float o = sigmoid(a[3 * H + j] + bias[3 * H + j]);
     const float c = f * c_prev[j] + i * g;
     const float t = tanh_(c);
     a[j] = i;
@@ -116,14 +118,36 @@ inline void lstm_layer_row(float* __restrict g, float* __restrict m,
   }
 }
 
+// h~ = tanh(u + b_c), kept before its dropout (in squashed) and fed after it
+inline void feature_row(const float* __restrict u, const float* __restrict bias,
+                        float* __restrict squashed, const float* __restrict mask,
+                        float* __restrict fed, int64_t F) {
+#pragma omp simd
+  for (int64_t j = 0; j < F; ++j) {
+    const float v = tanh_(u[j] + bias[j]);
+    squashed[j] = v;
+    fed[j] = v * mask[j];
+  }
+}
+inline void feature_row(const float* __restrict u, const float* __restrict bias,
+                        float* __restrict fed, int64_t F) {
+#pragma omp simd
+  for (int64_t j = 0; j < F; ++j) fed[j] = tanh_(u[j] + bias[j]);
+}
+
 // y += a x
 inline void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
-// Rows per thread below which a per-row loop stays on one thread.
+// Rows per thread: at least this many, and a per-row loop with fewer than kParallelWork
+// elements stays on one thread (OpenMP's fork/join costs more than such a loop saves).
 constexpr int64_t kRowGrain = 16;
+constexpr int64_t kParallelWork = 4096;
+inline int64_t grain(int64_t rows, int64_t width) {
+  return rows * width >= kParallelWork ? kRowGrain : rows;
+}
 
 }  // namespace
 
@@ -134,7 +158,8 @@ constexpr int64_t kRowGrain = 16;
 // feature_noise) and h~ fed to the next step (xs[0]'s columns from feed_col).
 //   active: rows each step runs (n_0 ≥ n_1 ≥ …); batch: B
 //   xs[l] (B + N, I_l + H_l), cs[l] (B + N, H_l): block 0 holds the initial state
-//   weights[l] ((I_l + H_l), 4H_l) = [W_ih W_hh]ᵀ, biases[l] (4H_l) = b_ih + b_hh or empty
+//   weights[l] ((I_l + H_l), 4H_l) = [W_ih W_hh]ᵀ, biases[l] (4H_l) = b_ih + b_hh (zeros
+//   without bias)
 //   noises[l] (N, I_l): the dropout mask on layer l's input (empty for none, and for l = 0)
 //   keys (B, S, A), values (B, S, M), blocked (B, S): 0 or −inf, extents (B): one past
 //   each row's last unmasked source position (int64)
@@ -170,8 +195,8 @@ void forward_steps(const std::vector<int64_t>& active, int64_t batch,
       const int64_t I = inputs[l], H = cs[l].size(1), width = xs[l].size(1);
       Tensor act = acts[l].narrow(0, off, n);  // (n, 4H)
       Tensor xin = xs[l].narrow(0, read, n);  // [x_t; h_{t−1}]
-      if (present(biases[l])) at::addmm_out(act, biases[l], xin, weights[l]);
-      else at::mm_out(act, xin, weights[l]);
+      at::mm_out(act, xin, weights[l]);
+      const float* bias = biases[l].data_ptr<float>();
       float* a = act.data_ptr<float>();
       const float* c_prev = cs[l].data_ptr<float>() + read * H;
       float* c_next = cs[l].data_ptr<float>() + write * H;
@@ -185,10 +210,10 @@ void forward_steps(const std::vector<int64_t>& active, int64_t batch,
         above = xs[l + 1].data_ptr<float>() + read * above_width;
         if (present(noises[l + 1])) noise = noises[l + 1].data_ptr<float>() + off * H;
       }
-      at::parallel_for(0, n, n * H >= 32768 ? kRowGrain : n, [&](int64_t lo, int64_t hi) {
+      at::parallel_for(0, n, grain(n, 4 * H), [&](int64_t lo, int64_t hi) {
         for (int64_t r = lo; r < hi; ++r) {
           float* hr = h + r * width;
-          lstm_row(a + r * 4 * H, c_prev + r * H, c_next + r * H, tc + r * H, hr, H);
+          lstm_row(a + r * 4 * H, bias, c_prev + r * H, c_next + r * H, tc + r * H, hr, H);
           if (above != nullptr) {
             float* ab = above + r * above_width;
             if (noise != nullptr) {
@@ -241,30 +266,20 @@ void forward_steps(const std::vector<int64_t>& active, int64_t batch,
     });
     // h~ = tanh(W_c [ctx; s] + b_c), then its dropout, written where step t + 1 reads it.
     Tensor u = pre.narrow(0, 0, n);
-    at::addmm_out(u, b_c, joined.narrow(0, off, n), w_c_t);
+    at::mm_out(u, joined.narrow(0, off, n), w_c_t);  // b_c added below
+    const float* bc = b_c.data_ptr<float>();
     const float* up = u.data_ptr<float>();
     const int64_t feed_width = xs[0].size(1);
     float* feed = xs[0].data_ptr<float>() + write * feed_width + feed_col;
     const bool dropped = present(feature_noise);
     float* st = dropped ? squashed_tanh.data_ptr<float>() + off * F : nullptr;
     const float* fn = dropped ? feature_noise.data_ptr<float>() + off * F : nullptr;
-    for (int64_t b = 0; b < n; ++b) {
-      const float* ub = up + b * F;
-      float* fb = feed + b * feed_width;
-      if (dropped) {
-        float* sb = st + b * F;
-        const float* mb = fn + b * F;
-#pragma omp simd
-        for (int64_t j = 0; j < F; ++j) {
-          const float v = tanh_(ub[j]);
-          sb[j] = v;
-          fb[j] = v * mb[j];
-        }
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < F; ++j) fb[j] = tanh_(ub[j]);
+    at::parallel_for(0, n, grain(n, F), [&](int64_t lo, int64_t hi) {
+      for (int64_t b = lo; b < hi; ++b) {
+        if (dropped) feature_row(up + b * F, bc, st + b * F, fn + b * F, feed + b * feed_width, F);
+        else feature_row(up + b * F, bc, feed + b * feed_width, F);
       }
-    }
+    });
     read = write;
     off += n;
   }
@@ -386,7 +401,7 @@ std::vector<Tensor> backward_steps(
       float* nc = next_dc.data_ptr<float>();
       const int64_t carried = present(d_c[l]) ? d_c[l].size(0) : 0;
       const float* cp = carried ? d_c[l].data_ptr<float>() : nullptr;
-      at::parallel_for(0, n, n * H >= 32768 ? kRowGrain : n, [&](int64_t lo, int64_t hi) {
+      at::parallel_for(0, n, grain(n, 4 * H), [&](int64_t lo, int64_t hi) {
         for (int64_t b = lo; b < hi; ++b) {
           const float* fr = fac + b * 4 * H;
           const float* dr = dhp + b * H;
@@ -462,7 +477,7 @@ void lstm_layer_forward(const std::vector<int64_t>& sizes, const Tensor& gates,
       step.baddbmm_(hs.narrow(1, read, n), w_hh2);
     }
     const bool carry = k > 0 || has_c0;
-    at::parallel_for(0, D * n, D * n * H >= 32768 ? kRowGrain : D * n,
+    at::parallel_for(0, D * n, grain(D * n, 4 * H),
                      [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t d = q / n, r = q % n;
@@ -499,7 +514,7 @@ void lstm_layer_backward(const std::vector<int64_t>& sizes, const Tensor& d_h,
     const int64_t n = sizes[k], off = offsets[k], write = batch + off;
     const int64_t read = k == 0 ? 0 : batch + offsets[k - 1];
     const bool to_c = k > 0 || has_c0;
-    at::parallel_for(0, D * n, D * n * H >= 32768 ? kRowGrain : D * n,
+    at::parallel_for(0, D * n, grain(D * n, 4 * H),
                      [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; ++q) {
         const int64_t d = q / n, r = q % n;
