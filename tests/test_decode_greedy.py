@@ -13,6 +13,7 @@ from assembly.builtin.samplers import GreedySpec
 from assembly.data import DataError
 from assembly.data.vocab import EOS_ID
 from assembly.decode.generate import Generated, generate
+from assembly.nn import native
 from assembly.run import LoadedRun, load_run
 
 INPUTS = ["a", "f e d c b a", "c d", "b a f e", "d d d", "a b c d e"]
@@ -193,3 +194,26 @@ def test_ended_rows_leave_by_narrowing_or_by_copying_alike(
         if len(text.split()) >= 5:
             assert len(in_batch.hypotheses[0]) == 1
     assert [r.hypotheses for r in batched] != [r.hypotheses for r in natural]
+
+
+def test_native_attention_decodes_as_torch_s_ops_do(run: LoadedRun,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trained reverse model decodes the same texts, and attention to float rounding,
+    with decoding's attention in C++ (the default where it builds) and with torch's ops."""
+    module = native.loops()
+    if module is None:
+        pytest.skip("the native loops could not be built here")
+    calls = []
+    original = module.attend
+    monkeypatch.setattr(module, "attend", lambda *a: (calls.append(1), original(*a))[1])
+    ours = generate(run, INPUTS)
+    assert calls  # one per decoding step
+    monkeypatch.setenv("ASSEMBLY_NATIVE", "0")
+    steps = len(calls)
+    reference = generate(run, INPUTS)
+    assert len(calls) == steps
+    assert [r.texts for r in ours] == [r.texts for r in reference]
+    for mine, theirs in zip(ours, reference, strict=True):
+        torch.testing.assert_close(mine.attention[0], theirs.attention[0], rtol=1e-4,
+                                   atol=1e-5)
+        assert abs(mine.scores[0] - theirs.scores[0]) < 1e-4

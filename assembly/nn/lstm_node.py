@@ -66,6 +66,12 @@ torch / node):
   the same arithmetic with fused pointwise code, which ops at torch's granularity cannot
   beat.
 
+In float32, when the native module builds (:mod:`assembly.nn.native`), the two step
+loops run in C++ (``loops.cpp``: per step the recurrent baddbmm and one vectorised pass
+for the gates, 2c, tanh c and h; backward one pass and one baddbmm): the reference
+encoder's forward + backward 4.3 → 2.9 ms on 2 threads (/tmp measurement inside whole
+updates, Intel Xeon). tests/test_lstm_node.py holds them to the Python loops.
+
 GRU layers keep torch's kernels.
 """
 

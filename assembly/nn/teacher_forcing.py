@@ -18,6 +18,12 @@ its weight gradients — lives apart in ``LSTMCell`` and ``GRUCell`` of
 :mod:`assembly.nn.teacher_forcing_cells` (the GRU's equations are in its class's
 docstring), behind the functions listed there.
 
+In float32 on the CPU, with LSTM layers and additive/concat attention, the two step
+loops run in C++ instead (:mod:`assembly.nn.teacher_forcing_native`, where the layout
+says ``native``): the same buffers, masks and deferred products, one vectorised loop per
+pointwise stage, attention over each row's own source length. Everything below
+describes both; the Python loops here stay the reference and the path for the rest.
+
 Forward, step t (layer l, inputs x⁰_t = [y_t; h̃_{t−1}], xˡ_t = dropout(hˡ⁻¹_t)):
 
     LSTM: [i f g o] = σσtanhσ(W_ih xˡ_t + W_hh hˡ_{t−1} + b)

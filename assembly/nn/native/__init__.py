@@ -1,9 +1,11 @@
 """Native (C++) code of the framework, compiled on this machine the first time it is used.
 
-The step loops of the two hand-written autograd nodes are native (``loops.cpp``; why and
-what they do are in its header): the teacher-forcing node's
-(:mod:`assembly.nn.teacher_forcing_native`) and the encoder LSTM layer's
-(:mod:`assembly.nn.lstm_node`). They are built with torch's C++ extension machinery
+The hot loops are native (``loops.cpp``; why and what they do are in its header): the
+step loops of the teacher-forcing node (:mod:`assembly.nn.teacher_forcing_native`) and of
+the encoder LSTM layer node (:mod:`assembly.nn.lstm_node`), and a decoding step's additive
+attention (:mod:`assembly.nn.attention`). Each has a Python twin, the reference.
+
+They are built with torch's C++ extension machinery
 (a C++ compiler and ninja; ``-march=native``, so the build is specific to this CPU) into
 a cache directory, once per source, torch version and machine: about 20 s the first
 time, then a load of a few milliseconds.
@@ -71,7 +73,8 @@ def build_key() -> str:
 @functools.cache
 def loops() -> ModuleType | None:
     """The built ``loops.cpp`` (``forward_steps`` and ``backward_steps`` of the
-    teacher-forcing node, ``lstm_layer_forward`` and ``lstm_layer_backward``), or None."""
+    teacher-forcing node, ``lstm_layer_forward`` and ``lstm_layer_backward``, ``attend``),
+    or None."""
     if not enabled():
         return None
     try:

@@ -1,29 +1,36 @@
-// The step loops of the framework's two hand-written autograd nodes in C++: the encoder's
-// LSTM layer (assembly/nn/lstm_node.py; at the end of this file) and, first, the
-// teacher-forcing node (assembly/nn/teacher_forcing.py) in C++, for
-// its most common form: built-in LSTM layers and additive (or concat) attention, float32
-// on the CPU. The Python node stays the reference and the path for everything else; the
-// equations, the buffer layout (StepRows) and the names are that module's, and
-// tests/test_native_teacher_forcing.py holds the two equal.
+// The framework's hot loops in C++, float32 on the CPU, each the twin of a Python path that
+// stays the reference (and runs wherever this file does not apply or does not build):
 //
-// What this buys (benchmarks/teacher_forcing.py --native): per step, the Python node makes
-// ~20 ATen calls forward and ~25 backward, each a few microseconds of interpreter and
-// dispatch around a tiny kernel. Here a step is the unavoidable matmuls (ATen, so MKL or
-// oneDNN) plus one hand-written loop per pointwise stage, vectorised by the compiler:
-//   forward:  per layer [gates = [x; h] W + b, then i f g o, c, tanh c, h in one pass]
+// 1. forward_steps / backward_steps: the teacher-forcing node's step loops
+//    (assembly/nn/teacher_forcing.py, glue in teacher_forcing_native.py) for built-in LSTM
+//    layers with additive (or concat) attention; the equations, the buffer layout
+//    (StepRows) and the names are that module's. tests/test_native_teacher_forcing.py.
+// 2. lstm_layer_forward / lstm_layer_backward: the encoder LSTM layer node's step loops
+//    (assembly/nn/lstm_node.py). tests/test_lstm_node.py.
+// 3. attend: one decoding step's additive attention (assembly/nn/attention.py, no
+//    gradients). tests/test_attention.py, tests/test_decode_greedy.py.
+//
+// What this buys: per step, the Python loops make ~20 ATen calls forward and ~25 backward,
+// each a few microseconds of interpreter and dispatch around a tiny kernel. Here a step is
+// the unavoidable matmuls (ATen, so MKL or oneDNN) plus one hand-written loop per
+// pointwise stage, vectorised by the compiler:
+//   forward:  per layer [gates = [x; h] W, then + b, i f g o, c, tanh c, h in one pass]
 //             q = 2 W_q s; per row: scores over its own source extent, softmax, context
-//             (one pass per row: no work on the padding of shorter sources); W_c; tanh and
-//             the dropout on h~ in one pass.
+//             (one pass per row: no work on the padding of shorter sources); W_c; + b_c,
+//             tanh and the dropout on h~ in one pass.
 //   backward: δ[ctx; s] = δu W_c; per row: δa = δctx Vᵀ, δe, then δK, Σ_s δz and δv in one
-//             pass; δs = r (4 diag(v) W_q) + …; per layer one pass for δc and δgates, one
+//             pass (σ recomputed: keeping it costs more in fresh memory than it saves);
+//             δs = r (4 diag(v) W_q) + …; per layer one pass for δc and δgates, one
 //             matmul for [δx; δh_{t−1}].
+// Measured: benchmarks/teacher_forcing.py --native (whole updates), compare_peers.py.
 // exp runs as a polynomial the compiler vectorises (Cephes' expf: ~1 ulp on the reduced
 // range, |x| clamped to 87, where float's exp under/overflows anyway), σ(x) = 1/(1 + e^−x)
-// and tanh x = 2σ(2x) − 1; the node's outputs differ from the Python node's by float
-// rounding only (~1e-7 relative).
+// and tanh x = 2σ(2x) − 1; results differ from the Python paths' by float rounding only
+// (~1e-7 relative; gradients with cancellation, such as a bias's, a few digits more, and
+// no further from float64 than the Python paths' own).
 //
 // Built on first use by assembly/nn/native/__init__.py (torch.utils.cpp_extension, ~20 s,
-// cached); without a compiler the Python node runs.
+// cached); without a compiler the Python paths run.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -135,6 +142,15 @@ inline void feature_row(const float* __restrict u, const float* __restrict bias,
   for (int64_t j = 0; j < F; ++j) fed[j] = tanh_(u[j] + bias[j]);
 }
 
+// The additive score Σ_a 2v_a σ(k_a + q_a) of one (row, source) pair.
+inline float score(const float* __restrict k, const float* __restrict q,
+                   const float* __restrict v2, int64_t A) {
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t c = 0; c < A; ++c) acc += v2[c] * sigmoid(k[c] + q[c]);
+  return acc;
+}
+
 // y += a x
 inline void axpy(float* __restrict y, const float* __restrict x, float a, int64_t n) {
 #pragma omp simd
@@ -243,11 +259,7 @@ void forward_steps(const std::vector<int64_t>& active, int64_t batch,
         float* w = ap + b * S;  // scores, then the softmax in place
         float most = -INFINITY;
         for (int64_t s = 0; s < e; ++s) {
-          const float* k = K + (b * S + s) * A;
-          float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t c = 0; c < A; ++c) acc += v2[c] * sigmoid(k[c] + qb[c]);
-          w[s] = blk[b * S + s] + acc;
+          w[s] = blk[b * S + s] + score(K + (b * S + s) * A, qb, v2, A);
           most = w[s] > most ? w[s] : most;
         }
         float total = 0.f;
@@ -545,10 +557,58 @@ void lstm_layer_backward(const std::vector<int64_t>& sizes, const Tensor& d_h,
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// One decoding step's additive attention (assembly/nn/attention.py, without gradients):
+// per row, scores 2vᵀσ(K + 2 W_q s) over the row's own source extent (up to its last
+// unmasked position; masked positions inside it get −inf), the softmax and the context,
+// in one pass per row. keys (B, S, A) = 2 U k (+ 2b), values (B, S, M), q2 (B, A) =
+// 2 W_q s, v2 (A) = 2v, mask (B, S) bool, true where valid → [context (B, M), weights
+// (B, S)]; a row with no valid position gets zeros.
+std::vector<Tensor> attend(const Tensor& keys, const Tensor& values, const Tensor& q2,
+                           const Tensor& v2, const Tensor& mask) {
+  check_dense({&keys, &values, &q2, &v2});
+  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous(), "attend: mask");
+  const int64_t B = keys.size(0), S = keys.size(1), A = keys.size(2), M = values.size(2);
+  Tensor weights = at::empty({B, S}, keys.options());
+  Tensor context = at::empty({B, M}, keys.options());
+  const float* K = keys.data_ptr<float>();
+  const float* V = values.data_ptr<float>();
+  const float* qp = q2.data_ptr<float>();
+  const float* vp = v2.data_ptr<float>();
+  const bool* valid = mask.data_ptr<bool>();
+  float* wp = weights.data_ptr<float>();
+  float* cp = context.data_ptr<float>();
+  at::parallel_for(0, B, grain(B, S * A), [&](int64_t lo, int64_t hi) {
+    for (int64_t b = lo; b < hi; ++b) {
+      const bool* ok = valid + b * S;
+      int64_t e = S;
+      while (e > 0 && !ok[e - 1]) --e;
+      float* w = wp + b * S;
+      float most = -INFINITY;
+      for (int64_t s = 0; s < e; ++s) {
+        w[s] = ok[s] ? score(K + (b * S + s) * A, qp + b * A, vp, A) : -INFINITY;
+        most = w[s] > most ? w[s] : most;
+      }
+      float total = 0.f;
+      for (int64_t s = 0; s < e; ++s) {
+        w[s] = std::exp(w[s] - most);  // exactly 0 where masked
+        total += w[s];
+      }
+      for (int64_t s = 0; s < e; ++s) w[s] /= total;
+      for (int64_t s = e; s < S; ++s) w[s] = 0.f;
+      float* ctx = cp + b * M;
+      for (int64_t m = 0; m < M; ++m) ctx[m] = 0.f;
+      for (int64_t s = 0; s < e; ++s) axpy(ctx, V + (b * S + s) * M, w[s], M);
+    }
+  });
+  return {context, weights};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "assembly's native step loops (teacher-forcing node, encoder LSTM layer)";
   m.def("forward_steps", &forward_steps);
   m.def("backward_steps", &backward_steps);
   m.def("lstm_layer_forward", &lstm_layer_forward);
   m.def("lstm_layer_backward", &lstm_layer_backward);
+  m.def("attend", &attend);
 }
