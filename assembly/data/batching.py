@@ -180,8 +180,9 @@ class BucketBatchSampler:
 
     With ``shuffle=True`` (training), each epoch: the kept indices are shuffled with a
     generator seeded by ``(seed, epoch)``; cut into pools of ``pool_batches * batch_size``;
-    each pool is sorted by (target length, source length) and cut into batches; then the
-    order of all batches is shuffled. Only the last batch of the epoch can be short
+    each pool is sorted by (target length, source length), longest first (the order the
+    models run rows in: no batch needs reordering), and cut into batches; then the order
+    of all batches is shuffled. Only the last batch of the epoch can be short
     (dropped with ``drop_last``). With ``shuffle=False`` (evaluation), batches are
     sequential in dataset order, or in (target length, source length, index) order with
     ``sort=True``.
@@ -266,7 +267,10 @@ class BucketBatchSampler:
             pool = self.pool_batches * self.batch_size
             batches: list[list[int]] = []
             for start in range(0, len(indices), pool):
-                batches.extend(self._cut(sorted(indices[start : start + pool], key=self._key)))
+                # longest first: the order the packed encoder and the teacher-forcing
+                # node run rows in, so that neither has to reorder the batch
+                batches.extend(self._cut(sorted(indices[start : start + pool], key=self._key,
+                                                reverse=True)))
         else:
             if self.sort:
                 indices.sort(key=lambda i: (*self._key(i), i))

@@ -97,9 +97,9 @@ def test_sampler_batches_are_length_homogeneous() -> None:
     random_batches = rng.permutation(2000).reshape(100, 20)
     unbucketed = np.mean([np.ptp([lengths[i] for i in b]) for b in random_batches])
     assert bucketed <= 2 < unbucketed / 10
-    # inside one batch, examples come sorted by target length
+    # inside one batch, examples come sorted by target length, longest first
     for batch in sampler:
-        assert [lengths[i] for i in batch] == sorted(lengths[i] for i in batch)
+        assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
 
 
 def test_sampler_deterministic_per_seed_and_epoch() -> None:
