@@ -23,7 +23,9 @@ import functools
 import hashlib
 import os
 import platform
+import shutil
 import sys
+import sysconfig
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -70,6 +72,14 @@ def build_key() -> str:
     return digest.hexdigest()[:16]
 
 
+def _find_ninja() -> None:
+    """torch runs ``ninja`` from PATH; the one pip installed with this package lives in
+    this interpreter's scripts folder, which is not on PATH in an unactivated venv."""
+    if shutil.which("ninja") is None:
+        scripts = sysconfig.get_path("scripts")
+        os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
+
+
 @functools.cache
 def loops() -> ModuleType | None:
     """The built ``loops.cpp`` (``forward_steps`` and ``backward_steps`` of the
@@ -80,6 +90,7 @@ def loops() -> ModuleType | None:
     try:
         from torch.utils.cpp_extension import load
 
+        _find_ninja()
         key = build_key()
         directory = cache_root() / "native" / f"loops-{key}"
         directory.mkdir(parents=True, exist_ok=True)
