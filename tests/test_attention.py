@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from assembly.nn import native
 from assembly.nn.attention import Attention
 
 BATCH, STEPS, QUERY, KEY, SIZE = 3, 5, 6, 4, 7
@@ -106,34 +105,3 @@ def test_recomputing_scores_pass_gradcheck(shapes: tuple[tuple[int, ...], ...]) 
     assert torch.autograd.gradcheck(SquashedScores.apply, (keys, queries, vector))
     expected = 2 * (torch.sigmoid(keys + queries) @ vector)
     torch.testing.assert_close(SquashedScores.apply(keys, queries, vector), expected)
-
-
-@pytest.mark.skipif(native.loops() is None, reason="the native loops could not be built here")
-@pytest.mark.parametrize("score", ["additive", "concat"])
-def test_decoding_steps_run_natively_and_follow_the_equations(
-        score: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without gradients, in float32, a tanh score's step runs as one C++ pass per row
-    (native ``attend``): the textbook weights and contexts to float rounding, exactly
-    zero weight on padding and on a masked position inside a row."""
-    torch.manual_seed(0)
-    attention = Attention(score, QUERY, KEY, SIZE)
-    query, keys, mask = (t.float() if t.is_floating_point() else t for t in _inputs(1))
-    mask[0, 1] = False  # a hole inside a row, not only padding at its end
-    module = native.loops()
-    calls = []
-    original = module.attend
-    monkeypatch.setattr(module, "attend", lambda *a: (calls.append(1), original(*a))[1])
-    with torch.no_grad():
-        context, weights = attention(query, attention.prepare(keys), keys, mask)
-    assert calls == [1]
-    expected = torch.softmax(_reference_scores(attention, query, keys)
-                             .masked_fill(~mask, float("-inf")), dim=1)
-    torch.testing.assert_close(weights, expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(context, torch.einsum("bs,bsm->bm", expected, keys),
-                               rtol=1e-5, atol=1e-6)
-    assert bool((weights[~mask] == 0).all())
-    attention(query, attention.prepare(keys), keys, mask)  # with gradients: torch's ops
-    monkeypatch.setenv("ASSEMBLY_NATIVE", "0")
-    with torch.no_grad():
-        attention(query, attention.prepare(keys), keys, mask)
-    assert calls == [1]

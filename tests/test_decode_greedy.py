@@ -196,21 +196,23 @@ def test_ended_rows_leave_by_narrowing_or_by_copying_alike(
     assert [r.hypotheses for r in batched] != [r.hypotheses for r in natural]
 
 
-def test_native_attention_decodes_as_torch_s_ops_do(run: LoadedRun,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_native_encoder_loops_decode_as_the_python_loops_do(
+        run: LoadedRun, monkeypatch: pytest.MonkeyPatch) -> None:
     """The trained reverse model decodes the same texts, and attention to float rounding,
-    with decoding's attention in C++ (the default where it builds) and with torch's ops."""
+    with the encoder's step loops in C++ (the default where they build) and in Python."""
     module = native.loops()
     if module is None:
         pytest.skip("the native loops could not be built here")
     calls = []
-    original = module.attend
-    monkeypatch.setattr(module, "attend", lambda *a: (calls.append(1), original(*a))[1])
-    ours = generate(run, INPUTS)
-    assert calls  # one per decoding step
+    original = module.lstm_layer_forward
+    monkeypatch.setattr(module, "lstm_layer_forward",
+                        lambda *a: (calls.append(1), original(*a))[1])
+    inputs = INPUTS * 3  # without gradients the node takes batches of 16 and more
+    ours = generate(run, inputs)
+    assert calls
     monkeypatch.setenv("ASSEMBLY_NATIVE", "0")
     steps = len(calls)
-    reference = generate(run, INPUTS)
+    reference = generate(run, inputs)
     assert len(calls) == steps
     assert [r.texts for r in ours] == [r.texts for r in reference]
     for mine, theirs in zip(ours, reference, strict=True):

@@ -11,10 +11,6 @@ slower than its sigmoid (363 µs vs 103 µs for 64 × 13 × 128 floats, AVX2, on
 which makes greedy and beam decoding markedly faster. The doubling of the keys happens once
 per batch in :meth:`Attention.prepare`.
 
-Decoding (no gradients recorded), in float32 on the CPU, runs a step's scores, softmax
-and context as one C++ pass per row (``attend`` in assembly/nn/native/loops.cpp) over
-the row's own source length: no (B, S, A) tensor is written, and no padding is squashed.
-
 When gradients are recorded, the squashed (…, S, A) tensor is not kept for the backward
 but recomputed there (:class:`SquashedScores`: one add and one sigmoid more per step), so a
 teacher-forced pass keeps O(T·S) attention memory instead of O(T·S·A) — at 400 steps, 128
@@ -28,8 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
-
-from assembly.nn import native
 
 
 class SquashedScores(torch.autograd.Function):
@@ -111,12 +105,6 @@ class Attention(nn.Module):
         """query (B, Q), projected keys (B, S, ·), values (B, S, M), mask (B, S) true at
         valid steps → (context (B, M), weights (B, S))."""
         q = self.query_map(query)  # (B, A)
-        loops = self._native(projected_keys, q)
-        if loops is not None:  # scores, softmax and context in one C++ pass per row
-            context, weights = loops.attend(projected_keys.contiguous(), values.contiguous(),
-                                            (q * 2).contiguous(), self.vector.weight[0] * 2,
-                                            mask.contiguous())
-            return context, weights
         if self.squashed:  # vᵀ tanh(z) up to a per-row constant: 2 vᵀ σ(2z)
             scores = squashed_scores(projected_keys, (q * 2).unsqueeze(1),
                                      self.vector.weight[0])  # (B, S)
@@ -125,17 +113,6 @@ class Attention(nn.Module):
         weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
         context = torch.bmm(weights.unsqueeze(1), values).squeeze(1)  # (B, M)
         return context, weights
-
-    def _native(self, projected_keys: Tensor, q: Tensor) -> Any:
-        """The native module when it runs this step: a tanh score, no gradient recorded,
-        float32 on the CPU (decoding); else None."""
-        if not self.squashed or projected_keys.dtype != torch.float32 \
-                or projected_keys.device.type != "cpu" or not native.enabled():
-            return None
-        if torch.is_grad_enabled() and (projected_keys.requires_grad or q.requires_grad
-                                        or self.vector.weight.requires_grad):
-            return None
-        return native.loops()
 
     def forward_all(self, queries: Tensor, projected_keys: Tensor, values: Tensor,
                     mask: Tensor) -> tuple[Tensor, Tensor]:

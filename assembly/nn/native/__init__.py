@@ -2,8 +2,8 @@
 
 The hot loops are native (``loops.cpp``; why and what they do are in its header): the
 step loops of the teacher-forcing node (:mod:`assembly.nn.teacher_forcing_native`) and of
-the encoder LSTM layer node (:mod:`assembly.nn.lstm_node`), and a decoding step's additive
-attention (:mod:`assembly.nn.attention`). Each has a Python twin, the reference.
+the encoder LSTM layer node (:mod:`assembly.nn.lstm_node`). Each has a Python twin, the
+reference.
 
 They are built with torch's C++ extension machinery
 (a C++ compiler and ninja; ``-march=native``, so the build is specific to this CPU) into
@@ -83,8 +83,7 @@ def _find_ninja() -> None:
 @functools.cache
 def loops() -> ModuleType | None:
     """The built ``loops.cpp`` (``forward_steps`` and ``backward_steps`` of the
-    teacher-forcing node, ``lstm_layer_forward`` and ``lstm_layer_backward``, ``attend``),
-    or None."""
+    teacher-forcing node, ``lstm_layer_forward`` and ``lstm_layer_backward``), or None."""
     if not enabled():
         return None
     try:

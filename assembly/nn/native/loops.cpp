@@ -7,8 +7,6 @@
 //    (StepRows) and the names are that module's. tests/test_native_teacher_forcing.py.
 // 2. lstm_layer_forward / lstm_layer_backward: the encoder LSTM layer node's step loops
 //    (assembly/nn/lstm_node.py). tests/test_lstm_node.py.
-// 3. attend: one decoding step's additive attention (assembly/nn/attention.py, no
-//    gradients). tests/test_attention.py, tests/test_decode_greedy.py.
 //
 // What this buys: per step, the Python loops make ~20 ATen calls forward and ~25 backward,
 // each a few microseconds of interpreter and dispatch around a tiny kernel. Here a step is
@@ -567,58 +565,10 @@ void lstm_layer_backward(const std::vector<int64_t>& sizes, const Tensor& d_h,
   }
 }
 
-// ---------------------------------------------------------------------------------------
-// One decoding step's additive attention (assembly/nn/attention.py, without gradients):
-// per row, scores 2vᵀσ(K + 2 W_q s) over the row's own source extent (up to its last
-// unmasked position; masked positions inside it get −inf), the softmax and the context,
-// in one pass per row. keys (B, S, A) = 2 U k (+ 2b), values (B, S, M), q2 (B, A) =
-// 2 W_q s, v2 (A) = 2v, mask (B, S) bool, true where valid → [context (B, M), weights
-// (B, S)]; a row with no valid position gets zeros.
-std::vector<Tensor> attend(const Tensor& keys, const Tensor& values, const Tensor& q2,
-                           const Tensor& v2, const Tensor& mask) {
-  check_dense({&keys, &values, &q2, &v2});
-  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous(), "attend: mask");
-  const int64_t B = keys.size(0), S = keys.size(1), A = keys.size(2), M = values.size(2);
-  Tensor weights = at::empty({B, S}, keys.options());
-  Tensor context = at::empty({B, M}, keys.options());
-  const float* K = keys.data_ptr<float>();
-  const float* V = values.data_ptr<float>();
-  const float* qp = q2.data_ptr<float>();
-  const float* vp = v2.data_ptr<float>();
-  const bool* valid = mask.data_ptr<bool>();
-  float* wp = weights.data_ptr<float>();
-  float* cp = context.data_ptr<float>();
-  at::parallel_for(0, B, grain(B, S * A), [&](int64_t lo, int64_t hi) {
-    for (int64_t b = lo; b < hi; ++b) {
-      const bool* ok = valid + b * S;
-      int64_t e = S;
-      while (e > 0 && !ok[e - 1]) --e;
-      float* w = wp + b * S;
-      float most = -INFINITY;
-      for (int64_t s = 0; s < e; ++s) {
-        w[s] = ok[s] ? score(K + (b * S + s) * A, qp + b * A, vp, A) : -INFINITY;
-        most = w[s] > most ? w[s] : most;
-      }
-      float total = 0.f;
-      for (int64_t s = 0; s < e; ++s) {
-        w[s] = std::exp(w[s] - most);  // exactly 0 where masked
-        total += w[s];
-      }
-      for (int64_t s = 0; s < e; ++s) w[s] /= total;
-      for (int64_t s = e; s < S; ++s) w[s] = 0.f;
-      float* ctx = cp + b * M;
-      for (int64_t m = 0; m < M; ++m) ctx[m] = 0.f;
-      for (int64_t s = 0; s < e; ++s) axpy(ctx, V + (b * S + s) * M, w[s], M);
-    }
-  });
-  return {context, weights};
-}
-
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "assembly's native step loops (teacher-forcing node, encoder LSTM layer)";
   m.def("forward_steps", &forward_steps);
   m.def("backward_steps", &backward_steps);
   m.def("lstm_layer_forward", &lstm_layer_forward);
   m.def("lstm_layer_backward", &lstm_layer_backward);
-  m.def("attend", &attend);
 }
