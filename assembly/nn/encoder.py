@@ -14,7 +14,6 @@ from collections.abc import Callable
 import attrs
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from assembly.nn.layers import BidirectionalLayer, State, last_valid
 
@@ -90,10 +89,10 @@ class Encoder(nn.Module):
 
     def _forward_packed(self, x: Tensor, lengths: Tensor) -> EncoderOutput:
         """The stack on data packed once (see the module docstring)."""
-        from assembly.nn.fused import unpack
+        from assembly.nn.fused import pack, unpack
 
         steps = x.shape[1]
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack(x, lengths)
         data = packed.data  # (N, I): the valid steps only
         states: list[State] = []
         packed_outputs: list[Tensor] = []

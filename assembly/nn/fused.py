@@ -88,7 +88,7 @@ class _FusedLayer(RecurrentLayer):
             output, hidden = self._run_dense(x, self._to_dense(state, 1),
                                              self.flat_weights(), False)
             return output, self._from_dense(hidden, 0)
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack(x, lengths)
         output, final = self.forward_packed(packed.data, packed, state)
         return unpack(output, packed, steps), final
 
@@ -124,7 +124,7 @@ class _FusedLayer(RecurrentLayer):
                                                       weights, True)
             return (output[..., :h], output[..., h:], forward_layer._from_dense(hidden, 0),
                     backward_layer._from_dense(hidden, 1))
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack(x, lengths)
         out_f, out_b, state_f, state_b = _FusedLayer.run_bidirectional_packed(
             forward_layer, backward_layer, packed.data, packed)
         return (unpack(out_f, packed, steps), unpack(out_b, packed, steps), state_f, state_b)
@@ -140,6 +140,15 @@ class _FusedLayer(RecurrentLayer):
                                                     True)
         return (out_f, out_b, forward_layer._from_kernel(hidden, packed, 0),
                 backward_layer._from_kernel(hidden, packed, 1))
+
+
+def pack(x: Tensor, lengths: Tensor) -> PackedSequence:
+    """pack_padded_sequence of batch-first ``x``; when the rows already come longest first
+    (the trainer's batches do) without the sort and its reorderings (``sorted_indices``
+    None), which saves an index_select of the input, of the output and of every state."""
+    lengths = lengths.cpu()
+    ordered = bool((lengths[:-1] >= lengths[1:]).all())
+    return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=ordered)
 
 
 def unpack(data: Tensor, packed: PackedSequence, steps: int) -> Tensor:
@@ -162,11 +171,14 @@ def _dense(t: Tensor, directions: int) -> Tensor:
 
 def _sorted(t: Tensor, packed: PackedSequence, directions: int) -> Tensor:
     # (B, H) → (directions, B, H) in the packed (length-sorted) order
-    t = t.index_select(0, packed.sorted_indices)
+    if packed.sorted_indices is not None:
+        t = t.index_select(0, packed.sorted_indices)
     return t.unsqueeze(0).expand(directions, -1, -1).contiguous()
 
 
 def _unsorted(t: Tensor, packed: PackedSequence, direction: int) -> Tensor:
+    if packed.unsorted_indices is None:
+        return t[direction]
     return t[direction].index_select(0, packed.unsorted_indices)
 
 
