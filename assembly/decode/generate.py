@@ -104,9 +104,11 @@ def generate(run: LoadedRun | str, inputs: Sequence[str], *, sampler: Any = None
     for tokens, ids, (hyps, scores, attention, _vectors) in zip(tokenized, encoded, decoded,
                                                                 strict=True):
         words = [run.target_vocab.decode(h) for h in hyps]
-        # only a token read as <unk> can be unknown (the literal "<unk>" is not)
+        # only a token read as <unk> can be unknown (the literal "<unk>" is not); most
+        # inputs have none, and the scan cost 6 µs an input (7 % of greedy decoding)
         unknown = list(dict.fromkeys(t for t, i in zip(tokens, ids, strict=True)
-                                     if i == UNK_ID and t not in run.source_vocab))
+                                     if i == UNK_ID and t not in run.source_vocab)) \
+            if UNK_ID in ids else []
         results.append(Generated(tokens, words,
                                  [detokenize(w, spec.data.tokenizer) for w in words],
                                  list(scores), list(attention), unknown))

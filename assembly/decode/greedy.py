@@ -39,22 +39,27 @@ class GreedySampler(Sampler):
         weights = memory.values.new_zeros(rows, steps, source_width) \
             if model.decoder.attention is not None else None
         threshold = getattr(model, "stop_threshold", 0.5)
+        # while rows have only left by narrowing, batch row r is original row r: the
+        # per-step writes are then slices instead of index_put/index_add (3× cheaper)
+        prefix = True
         for step in range(steps):
             result = model.step(previous, state, memory)
             state = result.state
+            where: Any = slice(0, active.numel()) if prefix else active
+            running_limits = limits[where]
             if model.token_mode:
                 best, previous = result.scores.max(dim=-1)  # (B,)
-                scores.index_add_(0, active, best)
-                done = (previous == EOS_ID) | (step + 1 >= limits.index_select(0, active))
+                scores[where] += best
+                done = (previous == EOS_ID) | (step + 1 >= running_limits)
             else:
                 previous = result.scores  # (B, D)
-                done = step + 1 >= limits.index_select(0, active)
+                done = step + 1 >= running_limits
                 if result.stop is not None:
                     done = done | (result.stop > threshold)
-            chosen[active, step] = previous
-            lengths[active] = step + 1
+            chosen[where, step] = previous
+            lengths[where] = step + 1
             if weights is not None:
-                weights[active, step] = result.attention
+                weights[where, step] = result.attention
             if not bool(done.any()):  # the one host sync per step
                 continue
             keep = (~done).nonzero().squeeze(1)
@@ -65,6 +70,7 @@ class GreedySampler(Sampler):
                 active, previous = active[:kept], previous[:kept]
                 memory, state = memory.head(kept), state.head(kept)
             else:
+                prefix = False
                 active = active.index_select(0, keep)
                 memory = memory.select(keep)
                 state = state.select(keep)
