@@ -214,3 +214,22 @@ def assemble(args: list[str], cwd: Path, **kwargs: Any) -> subprocess.CompletedP
         timeout=120,
         **kwargs,
     )
+
+
+def regulariser_penalty(outputs: Any, seed: int = 11) -> torch.Tensor:
+    """What regularisers add to a loss, for tests of hand-written backwards: a random
+    linear function of the attention weights, the top decoder outputs and every layer's
+    outputs, masked to the valid steps (as every regulariser is), so that a gradient
+    reaches each of them. The weights are drawn in float32 from ``seed`` and cast, so a
+    float32 and a float64 model get the same function."""
+    generator = torch.Generator().manual_seed(seed)
+    mask = outputs.mask.view(*outputs.mask.shape, 1)
+
+    def weigh(t: torch.Tensor) -> torch.Tensor:
+        weights = torch.randn(t.shape, generator=generator).to(t.dtype)
+        return (t * weights * mask).sum()
+
+    total = weigh(outputs.attention) + weigh(outputs.decoder_outputs)
+    for layer in outputs.decoder_layer_outputs:
+        total = total + weigh(layer)
+    return total

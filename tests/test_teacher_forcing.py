@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers_train import regulariser_penalty
 
 from assembly.build import build_model
 from assembly.builtin.cells import GruSpec, LstmSpec
@@ -106,15 +107,7 @@ def _run(model: Any, batch: Batch, *, fused: bool, inject: bool, seed: int = 3
     total, count = model.loss(outputs, batch.target)
     loss = total / count
     if inject:  # what regularisers add: penalties on attention, top and layer outputs
-        generator = torch.Generator().manual_seed(11)
-
-        def weigh(t: torch.Tensor) -> torch.Tensor:  # masked, as every regulariser is
-            weights = torch.randn(t.shape, generator=generator, dtype=t.dtype)
-            return (t * weights * outputs.mask.view(*outputs.mask.shape, 1)).sum()
-
-        loss = loss + weigh(outputs.attention) + weigh(outputs.decoder_outputs)
-        for layer in outputs.decoder_layer_outputs:
-            loss = loss + weigh(layer)
+        loss = loss + regulariser_penalty(outputs)
     loss.backward()
     params = {name: p.grad.clone() for name, p in model.named_parameters()
               if p.grad is not None}

@@ -318,6 +318,31 @@ def _state_buffers(layout: _Layout, static: Tensor | None, feed: Tensor,
     return xs
 
 
+def _outside_gradients(ctx: Any, d_features: Tensor | None, d_top: Tensor | None
+                       ) -> tuple[Tensor, Tensor, Tensor]:
+    """What both backwards start from, for every step row at once (N, ·), the outside
+    gradients of the steps past each row's length dropped (rows.pack): d_tanh = m ⊙
+    (1 − h̃²); δu_t's ∂h̃ share, ∂h̃_t ⊙ d_tanh_t (the loops add δfeed_t ⊙ d_tanh_t); and
+    δ[ctx; s] holding [0; ∂s] (the top outputs' own gradient; uninitialised without)."""
+    layout = ctx.layout
+    rows, y, batch = layout.rows, layout.static, layout.rows.batch
+    xs, _, _, feature_noise, squashed_tanh, _, _ = ctx.buffers
+    size_m = ctx.saved_tensors[1].shape[-1]
+    width = xs[0].shape[-1] - y - layout.hidden[0]
+    if feature_noise is not None:
+        d_tanh = _tanh_backward(feature_noise, squashed_tanh)  # m ⊙ (1 − h̃²)
+    else:
+        fed = xs[0][batch:, y:y + width]
+        d_tanh = torch.addcmul(fed.new_ones(()), fed, fed, value=-1)
+    d_u = (d_tanh * rows.pack(d_features) if d_features is not None
+           else torch.zeros_like(d_tanh))
+    d_joined = d_tanh.new_empty(rows.count, size_m + layout.hidden[-1])
+    if d_top is not None:
+        d_joined[:, :size_m] = 0
+        d_joined[:, size_m:] = rows.pack(d_top)
+    return d_tanh, d_u, d_joined
+
+
 def _gradients(ctx: Any, d_gates: list[Tensor], d_feed: Tensor, d_h: list[Tensor],
                d_c: list[Tensor | None], d_u: Tensor, d_joined: Tensor, d_scores: Tensor,
                d_q: Tensor | None, d_keys: Tensor | None, d_v: Tensor | None
@@ -493,7 +518,7 @@ class TeacherForced(torch.autograd.Function):
                                                    *d_layers)
         rows = layout.rows
         cell = _BY_NAME[layout.cell]
-        xs, saved, layer_noise, feature_noise, squashed_tanh, attended, _ = ctx.buffers
+        xs, saved, layer_noise, _, _, attended, _ = ctx.buffers
         count = len(layout.hidden)
         keys, values, query, vector, w_c = ctx.saved_tensors[:5]
         w_ih = ctx.saved_tensors[5:5 + count]
@@ -505,16 +530,7 @@ class TeacherForced(torch.autograd.Function):
         squashed = layout.score in ("additive", "concat")
         softmax_backward = torch.ops.aten._softmax_backward_data.out
 
-        # Factors of every step row at once (N, ·); the outside gradients of the steps
-        # past each row's length are dropped here (rows.pack).
-        if feature_noise is not None:
-            d_tanh = _tanh_backward(feature_noise, squashed_tanh)  # m ⊙ (1 − h̃²)
-        else:
-            out = xs[0][batch:, y:y + width]
-            d_tanh = torch.addcmul(out.new_ones(()), out, out, value=-1)
-        # δu_t = (∂h̃_t + δfeed_t) ⊙ d_tanh_t: the ∂h̃ share for all steps at once
-        d_u = (d_tanh * rows.pack(d_features) if d_features is not None
-               else torch.zeros_like(d_tanh))
+        d_tanh, d_u, d_joined = _outside_gradients(ctx, d_features, d_top)
         layers, d_gates = [], []
         for index in range(count):
             first = width if index == 0 else layout.inputs[index]
@@ -542,11 +558,6 @@ class TeacherForced(torch.autograd.Function):
         elif query is not None:
             d_q = new(rows.count, query.shape[0])
             d_q_t = rows.steps_of(d_q)
-        # δ[ctx; s] starts from ∂s (the top outputs' own gradient), if any
-        d_joined = new(rows.count, size_m + layout.hidden[-1])
-        if d_top is not None:
-            d_joined[:, :size_m] = 0
-            d_joined[:, size_m:] = rows.pack(d_top)
         d_scores = new(rows.count, sources)
         values_t = values.transpose(1, 2)
         d_u_t, d_tanh_t = rows.steps_of(d_u), rows.steps_of(d_tanh)

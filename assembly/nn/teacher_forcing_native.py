@@ -29,10 +29,15 @@ import torch
 from torch import Tensor
 
 from assembly.nn import native
-from assembly.nn.teacher_forcing import _dropout_masks, _gradients, _Layout, _state_buffers
+from assembly.nn.teacher_forcing import (
+    _dropout_masks,
+    _gradients,
+    _Layout,
+    _outside_gradients,
+    _state_buffers,
+)
 from assembly.nn.teacher_forcing_cells import LSTMCell
 
-_tanh_backward = torch.ops.aten.tanh_backward
 _NONE = torch.empty(0)  # an absent optional tensor, for the C++ side
 
 
@@ -95,23 +100,16 @@ def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
     loops = native.loops()
     layout = ctx.layout
     rows = layout.rows
-    xs, saved, layer_noise, feature_noise, squashed_tanh, attended, _ = ctx.buffers
+    xs, saved, layer_noise, _, _, attended, _ = ctx.buffers
     count = len(layout.hidden)
     keys, values, query, vector, w_c = ctx.saved_tensors[:5]
     w_ih = ctx.saved_tensors[5:5 + count]
     w_hh = ctx.saved_tensors[5 + count:]
     y, batch = layout.static, rows.batch
-    size_m = values.shape[-1]
     width = xs[0].shape[-1] - y - layout.hidden[0]
     new = values.new_empty
 
-    if feature_noise is not None:
-        d_tanh = _tanh_backward(feature_noise, squashed_tanh)  # m ⊙ (1 − h̃²)
-    else:
-        fed = xs[0][batch:, y:y + width]
-        d_tanh = torch.addcmul(fed.new_ones(()), fed, fed, value=-1)
-    d_u = (d_tanh * rows.pack(d_features) if d_features is not None
-           else torch.zeros_like(d_tanh))
+    d_tanh, d_u, d_joined = _outside_gradients(ctx, d_features, d_top)
     factors, d_cells, d_gates, weights = [], [], [], []
     for index in range(count):
         factor, d_cell = LSTMCell.factors(saved[index], layout.hidden[index], rows)
@@ -122,10 +120,6 @@ def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
         weights.append(torch.cat([w_in, w_hh[index]], 1))
     firsts = [width, *layout.inputs[1:]]
     d_belows = [None if d is None else rows.pack(d) for d in d_layers]
-    d_joined = new(rows.count, size_m + layout.hidden[-1])
-    if d_top is not None:
-        d_joined[:, :size_m] = 0
-        d_joined[:, size_m:] = rows.pack(d_top)
     d_scores = new(rows.count, values.shape[1])
     size_a = query.shape[0]
     d_q = new(rows.count, size_a)  # Σ_s δz_ts
