@@ -97,3 +97,32 @@ def test_unpadded_and_placed_stacks_take_the_layer_path() -> None:
     padded = encoder(x, torch.tensor([4, 2]))
     assert padded._unpack is not None  # the packed stack: layer outputs unpacked on demand
     assert len(padded.layer_outputs) == 3 and padded._unpack is None
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["longest-first", "any-order"])
+@pytest.mark.parametrize("extra_steps", [0, 2])
+def test_unpack_equals_pad_packed_sequence(ordered: bool, extra_steps: int) -> None:
+    """fused.unpack (one index_copy_) gives pad_packed_sequence's padded tensor and, through
+    it, the same gradient, for rows in any order and a total length past the longest."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from assembly.nn.fused import unpack
+
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([2, 7, 1, 7, 4, 3])
+    if ordered:
+        lengths = lengths.sort(descending=True).values
+    x = torch.randn(6, 7, 5, generator=generator, dtype=torch.double, requires_grad=True)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=ordered)
+    steps = 7 + extra_steps
+    expected, _ = pad_packed_sequence(packed, batch_first=True, total_length=steps)
+    got = unpack(packed.data, packed, steps)
+    assert got.shape == (6, steps, 5)
+    assert torch.equal(got, expected)
+    weights = torch.randn(expected.shape, generator=generator, dtype=torch.double)
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), x, retain_graph=True)
+    (got_grad,) = torch.autograd.grad((got * weights).sum(), x)
+    assert torch.equal(got_grad, expected_grad)
+    for row, length in enumerate(lengths.tolist()):  # padding passes no gradient back
+        assert torch.count_nonzero(got_grad[row, length:]) == 0
+        assert torch.count_nonzero(got_grad[row, :length]) == length * 5
