@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from assembly.nn import teacher_forcing
 from assembly.nn.attention import Attention
+from assembly.nn.dropout import Dropout
 from assembly.nn.encoder import device_of
 from assembly.nn.layers import State
 
@@ -101,7 +102,7 @@ class Decoder(nn.Module):
                  attention_dropout: float, sync_maps: list[nn.ModuleList] | None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.feed_previous = feed_previous
         self.peek_mode = peek_mode
         self.peek_map = peek_map
@@ -110,7 +111,7 @@ class Decoder(nn.Module):
         self.query = query
         self.input_feeding = input_feeding
         self.attentional = attentional
-        self.attention_dropout = nn.Dropout(attention_dropout)
+        self.attention_dropout = Dropout(attention_dropout)
         self.sync_maps = nn.ModuleList(sync_maps) if sync_maps is not None else None
 
     @property

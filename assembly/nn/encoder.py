@@ -15,6 +15,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
+from assembly.nn.dropout import Dropout
 from assembly.nn.layers import BidirectionalLayer, State, last_valid
 
 
@@ -56,7 +57,7 @@ class Encoder(nn.Module):
     def __init__(self, layers: list[nn.Module], dropout: float) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output_size = layers[-1].output_size
 
     @property

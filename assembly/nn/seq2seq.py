@@ -21,6 +21,7 @@ from assembly.data.vocab import BOS_ID, PAD_ID
 from assembly.nn import teacher_forcing
 from assembly.nn.bridge import Bridge
 from assembly.nn.decoder import Decoder, DecoderState, Memory
+from assembly.nn.dropout import Dropout
 from assembly.nn.encoder import Encoder, EncoderOutput, device_of
 
 
@@ -70,8 +71,8 @@ class Seq2Seq(nn.Module):
         self.token_mode = token_mode
         self.source_embedding = source_embedding
         self.target_embedding = target_embedding
-        self.source_dropout = nn.Dropout(source_dropout)
-        self.target_dropout = nn.Dropout(target_dropout)
+        self.source_dropout = Dropout(source_dropout)
+        self.target_dropout = Dropout(target_dropout)
         self.encoder = encoder
         self.bridge = bridge
         self.decoder = decoder

@@ -114,7 +114,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from assembly.nn import native
+from assembly.nn import dropout, native
 from assembly.nn.teacher_forcing_cells import CELLS, StepRows
 
 _SCORES = ("additive", "concat", "dot", "general")
@@ -183,8 +183,9 @@ class _Layout:
 
 
 def _noise(buffer: Tensor, p: float) -> Tensor:
-    """nn.Dropout's mask in place: bernoulli(1 − p) / (1 − p), the same generator call."""
-    return buffer.bernoulli_(1 - p).div_(1 - p)
+    """nn.Dropout's mask in place: bernoulli(1 − p) / (1 − p), the same draws
+    (:func:`assembly.nn.dropout.mask_`)."""
+    return dropout.mask_(buffer, p)
 
 
 def _dropout_masks(layout: _Layout, width: int, order: Tensor | None, like: Tensor

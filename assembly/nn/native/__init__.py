@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 from types import ModuleType
 
-SOURCE = Path(__file__).with_name("loops.cpp")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("loops.cpp", "dropout.cpp"))
 
 # -fno-trapping-math lets the compiler if-convert exp_poly's clamps (so its loops
 # vectorise); no -ffast-math: the attention masks rely on −inf.
@@ -66,7 +66,9 @@ def build_key() -> str:
     """A hash of everything the built module depends on."""
     import torch
 
-    digest = hashlib.sha256(SOURCE.read_bytes())
+    digest = hashlib.sha256()
+    for source in SOURCES:
+        digest.update(source.read_bytes())
     for part in (*FLAGS, torch.__version__, sys.version, _machine()):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
@@ -97,8 +99,8 @@ def loops() -> ModuleType | None:
         if not (directory / f"{name}.so").exists():
             print(f"assembly: building the native step loops (once, ~20 s) "
                   f"in {directory}", file=sys.stderr, flush=True)
-        return load(name=name, sources=[str(SOURCE)], extra_cflags=list(FLAGS),
-                    build_directory=str(directory), verbose=False)
+        return load(name=name, sources=[str(source) for source in SOURCES],
+                    extra_cflags=list(FLAGS), build_directory=str(directory), verbose=False)
     except Exception as error:  # no compiler, no ninja, a failed build: run the Python node
         reason = " ".join(str(error).split())[:300]
         warnings.warn(f"assembly: the native step loops could not be built "

@@ -565,10 +565,16 @@ void lstm_layer_backward(const std::vector<int64_t>& sizes, const Tensor& d_h,
   }
 }
 
+namespace assembly_native {
+bool dropout_mask_(at::Tensor mask, double keep, double scale);  // dropout.cpp
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "assembly's native step loops (teacher-forcing node, encoder LSTM layer)";
+  m.doc() = "assembly's native code: step loops (teacher-forcing node, encoder LSTM layer), "
+            "dropout masks";
   m.def("forward_steps", &forward_steps);
   m.def("backward_steps", &backward_steps);
   m.def("lstm_layer_forward", &lstm_layer_forward);
   m.def("lstm_layer_backward", &lstm_layer_backward);
+  m.def("dropout_mask_", &assembly_native::dropout_mask_);
 }
