@@ -34,8 +34,11 @@ SOURCES = tuple(Path(__file__).with_name(name) for name in ("loops.cpp", "dropou
 
 # -fno-trapping-math lets the compiler if-convert exp_poly's clamps (so its loops
 # vectorise); no -ffast-math: the attention masks rely on −inf.
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+# -fopenmp: at::parallel_for is OpenMP inside torch's headers and runs serially without it
+# (the same libgomp as torch's is used: the soname is already loaded).
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math",
          "-fno-signed-zeros")
+LINK_FLAGS = ("-fopenmp",)
 
 
 def enabled() -> bool:
@@ -69,7 +72,7 @@ def build_key() -> str:
     digest = hashlib.sha256()
     for source in SOURCES:
         digest.update(source.read_bytes())
-    for part in (*FLAGS, torch.__version__, sys.version, _machine()):
+    for part in (*FLAGS, *LINK_FLAGS, torch.__version__, sys.version, _machine()):
         digest.update(part.encode())
     return digest.hexdigest()[:16]
 
@@ -100,7 +103,8 @@ def loops() -> ModuleType | None:
             print(f"assembly: building the native step loops (once, ~20 s) "
                   f"in {directory}", file=sys.stderr, flush=True)
         return load(name=name, sources=[str(source) for source in SOURCES],
-                    extra_cflags=list(FLAGS), build_directory=str(directory), verbose=False)
+                    extra_cflags=list(FLAGS),
+                    extra_ldflags=list(LINK_FLAGS), build_directory=str(directory), verbose=False)
     except Exception as error:  # no compiler, no ninja, a failed build: run the Python node
         reason = " ".join(str(error).split())[:300]
         warnings.warn(f"assembly: the native step loops could not be built "
