@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from assembly.nn import native
 from assembly.nn.attention import Attention
 
 BATCH, STEPS, QUERY, KEY, SIZE = 3, 5, 6, 4, 7
@@ -105,3 +106,45 @@ def test_recomputing_scores_pass_gradcheck(shapes: tuple[tuple[int, ...], ...]) 
     assert torch.autograd.gradcheck(SquashedScores.apply, (keys, queries, vector))
     expected = 2 * (torch.sigmoid(keys + queries) @ vector)
     torch.testing.assert_close(SquashedScores.apply(keys, queries, vector), expected)
+
+
+@pytest.mark.skipif(native.loops() is None, reason="the native module could not be built here")
+@pytest.mark.parametrize("score", ["additive", "concat"])
+def test_native_decoding_step_equals_the_equations(score: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without gradients, in float32, a decoding step's tanh attention runs natively (one
+    pass per row over its own source extent); weights and contexts are the textbook
+    formulas' to float rounding, with masked steps at zero weight, and the torch path
+    gives the same."""
+    import assembly.nn.attention as attention_module
+
+    torch.manual_seed(0)
+    attention = Attention(score, QUERY, KEY, 64)
+    batch, steps = 37, 9
+    query, keys = torch.randn(batch, QUERY), torch.randn(batch, steps, KEY)
+    lengths = torch.randint(1, steps + 1, (batch,))
+    lengths[3] = steps
+    mask = torch.arange(steps)[None, :] < lengths[:, None]
+    mask[3, 0] = False  # a hole before the row's last valid step
+    calls = []
+    real = attention_module._native_attend
+
+    def spy(*args: torch.Tensor) -> object:
+        found = real(*args)
+        calls.append(found is not None)
+        return found
+
+    monkeypatch.setattr(attention_module, "_native_attend", spy)
+    with torch.no_grad():
+        context, weights = attention(query, attention.prepare(keys), keys, mask)
+        expected = torch.softmax(_reference_scores(attention, query, keys)
+                                 .masked_fill(~mask, float("-inf")), dim=1)
+        monkeypatch.setattr(attention_module, "_native_attend", lambda *args: None)
+        torch_context, torch_weights = attention(query, attention.prepare(keys), keys, mask)
+    assert calls == [True]
+    torch.testing.assert_close(weights, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(context, torch.einsum("bs,bsm->bm", expected, keys),
+                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(weights, torch_weights, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(context, torch_context, rtol=1e-5, atol=1e-5)
+    assert torch.all(weights[~mask] == 0)

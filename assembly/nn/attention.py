@@ -25,6 +25,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from assembly.nn import native
+
 
 class SquashedScores(torch.autograd.Function):
     """scores = 2 vᵀ σ(K + Q) over the last axis, K (…, S, A) and Q (…, 1, A) broadcast
@@ -59,6 +61,17 @@ def squashed_scores(keys: Tensor, queries: Tensor, vector: Tensor) -> Tensor:
                                     or vector.requires_grad):
         return SquashedScores.apply(keys, queries, vector)
     return torch.matmul(torch.add(keys, queries).sigmoid_(), vector * 2)
+
+
+def _native_attend(keys: Tensor, queries: Tensor, values: Tensor, mask: Tensor) -> Any:
+    """The native attention step (``native/loops.cpp``, ``attend``) where it applies:
+    float32 CPU tensors, contiguous, the native module built; else None."""
+    tensors = (keys, queries, values)
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" or not t.is_contiguous()
+           for t in tensors) or not mask.is_contiguous() or not native.enabled():
+        return None
+    module = native.loops()
+    return None if module is None else module.attend
 
 
 def resizer(in_size: int, out_size: int, bias: bool = True) -> nn.Module:
@@ -105,6 +118,10 @@ class Attention(nn.Module):
         """query (B, Q), projected keys (B, S, ·), values (B, S, M), mask (B, S) true at
         valid steps → (context (B, M), weights (B, S))."""
         q = self.query_map(query)  # (B, A)
+        if self.squashed and not torch.is_grad_enabled():
+            attend = _native_attend(projected_keys, q, values, mask)
+            if attend is not None:  # the same function in one native pass per row
+                return attend(projected_keys, q * 2, self.vector.weight[0] * 2, values, mask)
         if self.squashed:  # vᵀ tanh(z) up to a per-row constant: 2 vᵀ σ(2z)
             scores = squashed_scores(projected_keys, (q * 2).unsqueeze(1),
                                      self.vector.weight[0])  # (B, S)

@@ -165,6 +165,29 @@ inline void axpy(float* __restrict y, const float* __restrict x, float a, int64_
   for (int64_t j = 0; j < n; ++j) y[j] += a * x[j];
 }
 
+// One row's attention over its own source extent e (the positions up to its last
+// unmasked one): scores e_s = blocked_s + Σ_a 2v_a σ(K_sa + q_a) (blocked: 0 or −inf),
+// their softmax into w (S; 0 from e on) and the context Σ_s w_s V_s into ctx (M).
+inline void attention_row(const float* K, const float* V, const float* blocked,
+                          const float* q, const float* v2, int64_t e, int64_t S, int64_t A,
+                          int64_t M, float* w, float* ctx) {
+  float most = -INFINITY;
+  for (int64_t s = 0; s < e; ++s) {
+    w[s] = blocked[s] + score(K + s * A, q, v2, A);
+    most = w[s] > most ? w[s] : most;
+  }
+  float total = 0.f;
+  for (int64_t s = 0; s < e; ++s) {
+    w[s] = std::exp(w[s] - most);  // exactly 0 where masked
+    total += w[s];
+  }
+  const float scale = 1.0f / total;
+  for (int64_t s = 0; s < e; ++s) w[s] *= scale;
+  for (int64_t s = e; s < S; ++s) w[s] = 0.f;
+  for (int64_t m = 0; m < M; ++m) ctx[m] = 0.f;
+  for (int64_t s = 0; s < e; ++s) axpy(ctx, V + s * M, w[s], M);
+}
+
 // Rows per thread: at least this many, and a per-row loop with fewer than kParallelWork
 // elements stays on one thread (OpenMP's fork/join costs more than such a loop saves).
 constexpr int64_t kRowGrain = 16;
@@ -262,25 +285,9 @@ void forward_steps(const std::vector<int64_t>& active, int64_t batch,
     float* jp = joined.data_ptr<float>() + off * J;
     at::parallel_for(0, n, kRowGrain, [&](int64_t lo, int64_t hi) {
       for (int64_t b = lo; b < hi; ++b) {
-        const float* qb = qp + b * A;
-        const int64_t e = ext[b];
-        float* w = ap + b * S;  // scores, then the softmax in place
-        float most = -INFINITY;
-        for (int64_t s = 0; s < e; ++s) {
-          w[s] = blk[b * S + s] + score(K + (b * S + s) * A, qb, v2, A);
-          most = w[s] > most ? w[s] : most;
-        }
-        float total = 0.f;
-        for (int64_t s = 0; s < e; ++s) {
-          w[s] = std::exp(w[s] - most);  // exactly 0 where masked
-          total += w[s];
-        }
-        const float scale = 1.0f / total;
-        for (int64_t s = 0; s < e; ++s) w[s] *= scale;
-        for (int64_t s = e; s < S; ++s) w[s] = 0.f;
         float* ctx = jp + b * J;  // [Σ_s a_s V_s; s_t]
-        for (int64_t m = 0; m < M; ++m) ctx[m] = 0.f;
-        for (int64_t s = 0; s < e; ++s) axpy(ctx, V + (b * S + s) * M, w[s], M);
+        attention_row(K + b * S * A, V + b * S * M, blk + b * S, qp + b * A, v2, ext[b], S,
+                      A, M, ap + b * S, ctx);
         std::memcpy(ctx + M, tp + b * top_width, O * sizeof(float));
       }
     });
@@ -471,6 +478,42 @@ std::vector<Tensor> backward_steps(
 }
 
 // ---------------------------------------------------------------------------------------
+// One decoding step's additive (or concat) attention, without gradients
+// (assembly/nn/attention.py, Attention.forward): the Python path's (B, S, A) sum, sigmoid,
+// matvec, masked softmax and context product as one pass per row over its own extent.
+//   keys (B, S, A) = 2 U k (+ 2b), queries2 (B, A) = 2 W q, vector2 (A) = 2v,
+//   values (B, S, M), mask (B, S) bool → [context (B, M), weights (B, S)]
+std::vector<Tensor> attend(const Tensor& keys, const Tensor& queries2, const Tensor& vector2,
+                           const Tensor& values, const Tensor& mask) {
+  check_dense({&keys, &queries2, &vector2, &values});
+  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.is_contiguous(),
+              "attend: the mask is not a contiguous bool tensor");
+  const int64_t B = keys.size(0), S = keys.size(1), A = keys.size(2), M = values.size(2);
+  Tensor weights = at::empty({B, S}, keys.options());
+  Tensor context = at::empty({B, M}, keys.options());
+  const float* K = keys.data_ptr<float>();
+  const float* V = values.data_ptr<float>();
+  const float* q = queries2.data_ptr<float>();
+  const float* v2 = vector2.data_ptr<float>();
+  const bool* valid = mask.data_ptr<bool>();
+  float* w = weights.data_ptr<float>();
+  float* ctx = context.data_ptr<float>();
+  at::parallel_for(0, B, grain(B, S * A), [&](int64_t lo, int64_t hi) {
+    std::vector<float> blocked(S);
+    for (int64_t b = lo; b < hi; ++b) {
+      int64_t e = 0;
+      for (int64_t s = 0; s < S; ++s) {
+        blocked[s] = valid[b * S + s] ? 0.f : -INFINITY;
+        if (valid[b * S + s]) e = s + 1;
+      }
+      attention_row(K + b * S * A, V + b * S * M, blocked.data(), q + b * A, v2, e, S, A, M,
+                    w + b * S, ctx + b * M);
+    }
+  });
+  return {context, weights};
+}
+
+// ---------------------------------------------------------------------------------------
 // The encoder's LSTM layer node (assembly/nn/lstm_node.py): its two step loops, same
 // buffers and conventions (both directions stacked as D, packed rows, the cell gate's rows
 // doubled so that s = σ(2z), 2c kept instead of c). Per step: the recurrent matmul
@@ -576,5 +619,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("backward_steps", &backward_steps);
   m.def("lstm_layer_forward", &lstm_layer_forward);
   m.def("lstm_layer_backward", &lstm_layer_backward);
+  m.def("attend", &attend);
   m.def("dropout_mask_", &assembly_native::dropout_mask_);
 }
