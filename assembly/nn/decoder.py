@@ -21,7 +21,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from assembly.nn import teacher_forcing
+from assembly.nn import decoder_step_native, teacher_forcing
 from assembly.nn.attention import Attention
 from assembly.nn.dropout import Dropout
 from assembly.nn.encoder import device_of
@@ -161,6 +161,10 @@ class Decoder(nn.Module):
 
     def step(self, previous: Tensor | None, state: DecoderState, memory: Memory) -> StepOutput:
         """One step. previous (B, Y) the fed input (None when nothing is fed)."""
+        if decoder_step_native.applies(self, memory):  # the same step in one C++ call
+            fed = previous is not None or self.peek_mode == "concat"
+            static = self._input(previous, memory, []) if fed else None
+            return decoder_step_native.step(self, static, state, memory)
         extra: list[Tensor] = []
         weights = None
         if self.attention is not None and self.position == "before":
