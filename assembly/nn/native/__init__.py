@@ -1,20 +1,27 @@
 """Native (C++) code of the framework, compiled on this machine the first time it is used.
 
-The hot loops are native (``loops.cpp``; why and what they do are in its header): the
-step loops of the teacher-forcing node (:mod:`assembly.nn.teacher_forcing_native`) and of
-the encoder LSTM layer node (:mod:`assembly.nn.lstm_node`). Each has a Python twin, the
-reference.
+What is native, each with a Python twin that stays the reference:
+
+- ``loops.cpp``: the step loops of the teacher-forcing node
+  (:mod:`assembly.nn.teacher_forcing_native`), also run one step at a time for decoding
+  (:mod:`assembly.nn.decoder_step_native`), the decoding attention step
+  (:mod:`assembly.nn.attention`) and the encoder LSTM layer node's loops
+  (:mod:`assembly.nn.lstm_node`); why and what they do are in its header;
+- ``dropout.cpp``: nn.Dropout's masks, bit for bit, from torch's own generator
+  (:mod:`assembly.nn.dropout`).
 
 They are built with torch's C++ extension machinery
 (a C++ compiler and ninja; ``-march=native``, so the build is specific to this CPU) into
-a cache directory, once per source, torch version and machine: about 20 s the first
-time, then a load of a few milliseconds.
+a cache directory, once per source, torch version and machine: about 25 s the first
+time, then a load of a few milliseconds. Row loops run on torch's OpenMP threads
+(``at::parallel_for``).
 
 :func:`loops` returns the built module, or None where it cannot be had:
 ``ASSEMBLY_NATIVE=0`` in the environment, or the build failed (no compiler, say: then a
-RuntimeWarning says why, once per process). The nodes' Python loops then run instead,
-with the same results and about 1.3× slower training. The cache lives in ``$ASSEMBLY_CACHE``,
-else ``$XDG_CACHE_HOME/assembly``, else ``~/.cache/assembly``.
+RuntimeWarning says why, once per process). The Python paths then run instead, with the
+same results (to float rounding; the dropout masks exactly) and about 1.5× slower
+training. The cache lives in ``$ASSEMBLY_CACHE``, else ``$XDG_CACHE_HOME/assembly``, else
+``~/.cache/assembly``.
 """
 
 from __future__ import annotations
@@ -87,8 +94,9 @@ def _find_ninja() -> None:
 
 @functools.cache
 def loops() -> ModuleType | None:
-    """The built ``loops.cpp`` (``forward_steps`` and ``backward_steps`` of the
-    teacher-forcing node, ``lstm_layer_forward`` and ``lstm_layer_backward``), or None."""
+    """The built module (``forward_steps`` and ``backward_steps`` of the teacher-forcing
+    node, ``attend``, ``lstm_layer_forward`` and ``lstm_layer_backward``,
+    ``dropout_mask_``), or None."""
     if not enabled():
         return None
     try:

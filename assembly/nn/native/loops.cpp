@@ -5,8 +5,14 @@
 //    (assembly/nn/teacher_forcing.py, glue in teacher_forcing_native.py) for built-in LSTM
 //    layers with additive (or concat) attention; the equations, the buffer layout
 //    (StepRows) and the names are that module's. tests/test_native_teacher_forcing.py.
-// 2. lstm_layer_forward / lstm_layer_backward: the encoder LSTM layer node's step loops
+//    Decoding runs forward_steps one step at a time (assembly/nn/decoder_step_native.py,
+//    tests/test_decode_native.py).
+// 2. attend: one decoding step's additive/concat attention without gradients, for the
+//    decoders the step above does not cover (assembly/nn/attention.py).
+// 3. lstm_layer_forward / lstm_layer_backward: the encoder LSTM layer node's step loops
 //    (assembly/nn/lstm_node.py). tests/test_lstm_node.py.
+// Row loops run on torch's OpenMP threads (at::parallel_for; the build passes -fopenmp,
+// without which the header's parallel_for runs serially). dropout.cpp holds the masks.
 //
 // What this buys: per step, the Python loops make ~20 ATen calls forward and ~25 backward,
 // each a few microseconds of interpreter and dispatch around a tiny kernel. Here a step is
