@@ -17,6 +17,8 @@ hand-written backward (assembly.nn.teacher_forcing).
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import torch
 from torch import Tensor, nn
@@ -33,26 +35,32 @@ class Memory:
     """What every decoder step reads from the encoder, prepared once per batch.
 
     values (B, S, M), keys (projected for the score), mask (B, S), summary (B, M) (the
-    peek context, already mapped for ``add``/``projected-add``)."""
+    peek context, already mapped for ``add``/``projected-add``). ``step_weights``: the
+    decoder's weights as the native decoding step reads them, laid out by its first step
+    (:mod:`assembly.nn.decoder_step_native`) and shared by the memories derived from this
+    one: weights do not change while a batch decodes."""
 
     values: Tensor
     keys: Tensor | None
     mask: Tensor
     summary: Tensor
     source_lengths: Tensor
+    step_weights: Any = None
 
     def select(self, index: Tensor) -> Memory:
         """Rows ``index`` (B',) of every batch tensor: reorders/expands beams or samples."""
         return Memory(self.values.index_select(0, index),
                       None if self.keys is None else self.keys.index_select(0, index),
                       self.mask.index_select(0, index), self.summary.index_select(0, index),
-                      self.source_lengths.index_select(0, index.to(self.source_lengths.device)))
+                      self.source_lengths.index_select(0, index.to(self.source_lengths.device)),
+                      self.step_weights)
 
     def head(self, rows: int) -> Memory:
         """The first ``rows`` rows, as views (no copy): what :meth:`select` gives for
         ``arange(rows)``."""
         return Memory(self.values[:rows], None if self.keys is None else self.keys[:rows],
-                      self.mask[:rows], self.summary[:rows], self.source_lengths[:rows])
+                      self.mask[:rows], self.summary[:rows], self.source_lengths[:rows],
+                      self.step_weights)
 
 
 @attrs.define

@@ -58,29 +58,23 @@ def _structure(decoder: Any) -> bool:
 
 
 def _weights(decoder: Any) -> tuple[Any, ...]:
-    """The weights in the layout forward_steps reads, remade when a parameter changes
-    (its data pointer or version): per layer [W_ih W_hh]ᵀ and b_ih + b_hh, then 2 W_qᵀ,
-    2v, W_cᵀ, b_c."""
-    parameters = list(decoder.parameters())
-    key = tuple((p.data_ptr(), p._version) for p in parameters)
-    cached = decoder.__dict__.get("_native_step_weights")
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    """The weights in the layout forward_steps reads: per layer [W_ih W_hh]ᵀ and
+    b_ih + b_hh, then 2 W_qᵀ, 2v, W_cᵀ, b_c (copies: read once per decoded batch and kept
+    in its Memory, since an optimiser's in-place update need not bump a parameter's
+    version counter)."""
     with torch.no_grad():
         weights, biases = [], []
         for cell in decoder.layers:
             weights.append(torch.cat([cell.weight_ih, cell.weight_hh], 1).t().contiguous())
             hidden4 = cell.weight_ih.shape[0]
             biases.append(cell.weight_ih.new_zeros(hidden4) if cell.bias_ih is None
-                          else (cell.bias_ih + cell.bias_hh).contiguous())
+                          else cell.bias_ih + cell.bias_hh)
         attention = decoder.attention
         query2 = (attention.query_map.weight * 2).t().contiguous()
-        vector2 = (attention.vector.weight[0] * 2).contiguous()
+        vector2 = attention.vector.weight[0] * 2
         w_c_t = decoder.attentional.weight.t().contiguous()
-        b_c = decoder.attentional.bias.contiguous()
-    made = (weights, biases, query2, vector2, w_c_t, b_c)
-    decoder.__dict__["_native_step_weights"] = (key, made)
-    return made
+        b_c = decoder.attentional.bias.clone()
+    return weights, biases, query2, vector2, w_c_t, b_c
 
 
 def step(decoder: Any, static: Tensor | None, state: Any, memory: Any) -> Any:
@@ -88,7 +82,9 @@ def step(decoder: Any, static: Tensor | None, state: Any, memory: Any) -> Any:
     (B, Y) or None (the fed input without h̃) → StepOutput."""
     from assembly.nn.decoder import DecoderState, StepOutput
 
-    weights, biases, query2, vector2, w_c_t, b_c = _weights(decoder)
+    if memory.step_weights is None:
+        memory.step_weights = _weights(decoder)
+    weights, biases, query2, vector2, w_c_t, b_c = memory.step_weights
     cells = list(decoder.layers)
     feed = state.feed
     batch, width = feed.shape
