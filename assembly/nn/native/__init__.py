@@ -19,9 +19,9 @@ time, then a load of a few milliseconds. Row loops run on torch's OpenMP threads
 :func:`loops` returns the built module, or None where it cannot be had:
 ``ASSEMBLY_NATIVE=0`` in the environment, or the build failed (no compiler, say: then a
 RuntimeWarning says why, once per process). The Python paths then run instead, with the
-same results (to float rounding; the dropout masks exactly) and about 1.5× slower
-training. The cache lives in ``$ASSEMBLY_CACHE``, else ``$XDG_CACHE_HOME/assembly``, else
-``~/.cache/assembly``.
+same results (to float rounding; the dropout masks exactly) and about 1.6× slower
+training updates (benchmarks/teacher_forcing.py --native). The cache lives in
+``$ASSEMBLY_CACHE``, else ``$XDG_CACHE_HOME/assembly``, else ``~/.cache/assembly``.
 """
 
 from __future__ import annotations
@@ -117,6 +117,6 @@ def loops() -> ModuleType | None:
         reason = " ".join(str(error).split())[:300]
         warnings.warn(f"assembly: the native step loops could not be built "
                       f"({type(error).__name__}: {reason}); the Python loops run instead "
-                      f"(same results, about 1.3x slower training). Set ASSEMBLY_NATIVE=0 "
+                      f"(same results, about 1.6x slower training). Set ASSEMBLY_NATIVE=0 "
                       f"to skip the attempt.", RuntimeWarning, stacklevel=2)
         return None
