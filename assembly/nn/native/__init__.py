@@ -92,6 +92,19 @@ def _find_ninja() -> None:
         os.environ["PATH"] = os.pathsep.join([scripts, os.environ.get("PATH", "")])
 
 
+def _cached_sources(directory: Path) -> list[str]:
+    """The sources, copied into the build directory once: ninja's build file names its
+    sources' paths, so building from the checkout would rebuild (~25 s) whenever the same
+    code is used from another place (a fresh clone, another venv)."""
+    paths = []
+    for source in SOURCES:
+        target = directory / source.name
+        if not target.exists() or target.read_bytes() != source.read_bytes():
+            shutil.copyfile(source, target)
+        paths.append(str(target))
+    return paths
+
+
 @functools.cache
 def loops() -> ModuleType | None:
     """The built module (``forward_steps`` and ``backward_steps`` of the teacher-forcing
@@ -108,11 +121,11 @@ def loops() -> ModuleType | None:
         directory.mkdir(parents=True, exist_ok=True)
         name = f"assembly_loops_{key}"
         if not (directory / f"{name}.so").exists():
-            print(f"assembly: building the native step loops (once, ~20 s) "
+            print(f"assembly: building the native code (once, ~25 s) "
                   f"in {directory}", file=sys.stderr, flush=True)
-        return load(name=name, sources=[str(source) for source in SOURCES],
-                    extra_cflags=list(FLAGS),
-                    extra_ldflags=list(LINK_FLAGS), build_directory=str(directory), verbose=False)
+        return load(name=name, sources=_cached_sources(directory), extra_cflags=list(FLAGS),
+                    extra_ldflags=list(LINK_FLAGS), build_directory=str(directory),
+                    verbose=False)
     except Exception as error:  # no compiler, no ninja, a failed build: run the Python node
         reason = " ".join(str(error).split())[:300]
         warnings.warn(f"assembly: the native step loops could not be built "
