@@ -18,14 +18,16 @@ first halves (the copies the Python step's concatenations make anyway).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from assembly.nn import native, teacher_forcing
+from assembly.nn.teacher_forcing_native import ABSENT, masked_extents
 
-_NONE = torch.empty(0)  # an absent optional tensor, for the C++ side
+_STRUCTURES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def applies(decoder: Any, memory: Any) -> bool:
@@ -44,8 +46,8 @@ def applies(decoder: Any, memory: Any) -> bool:
 
 
 def _structure(decoder: Any) -> bool:
-    """The structural half of :func:`applies` (it never changes), kept on the decoder."""
-    known = decoder.__dict__.get("_native_step_structure")
+    """The structural half of :func:`applies` (it never changes), kept per decoder."""
+    known = _STRUCTURES.get(decoder)
     if known is None:
         from assembly.nn.teacher_forcing_cells import LSTMCell
 
@@ -53,7 +55,7 @@ def _structure(decoder: Any) -> bool:
         known = (teacher_forcing.supported(decoder)
                  and teacher_forcing.CELLS.get(type(cells[0])) is LSTMCell
                  and decoder.attention.score in ("additive", "concat"))
-        decoder.__dict__["_native_step_structure"] = known
+        _STRUCTURES[decoder] = known
     return known
 
 
@@ -103,20 +105,16 @@ def step(decoder: Any, static: Tensor | None, state: Any, memory: Any) -> Any:
     if static is not None:
         xs[0][:batch, :y] = static
     xs[0][:batch, y:y + width] = feed
-    mask = memory.mask
-    sources = mask.shape[1]
-    blocked = memory.values.new_zeros(batch, sources).masked_fill_(~mask, float("-inf"))
-    positions = torch.arange(1, sources + 1, device=mask.device)
-    extents = torch.where(mask, positions, 0).amax(1)  # one past each row's last valid
-    attended = new(batch, sources)
+    blocked, extents = masked_extents(memory.mask, memory.values)
+    attended = new(batch, memory.mask.shape[1])
     size_a = query2.shape[1]
     native.loops().forward_steps(
         [batch], batch, xs, cs, [new(batch, 4 * c.hidden_size) for c in cells],
         [new(batch, c.hidden_size) for c in cells], weights, biases,
-        [c.input_size for c in cells], [_NONE] * len(cells), memory.keys.contiguous(),
+        [c.input_size for c in cells], [ABSENT] * len(cells), memory.keys.contiguous(),
         memory.values.contiguous(), blocked, extents, query2, vector2, new(batch, size_a),
         attended, new(batch, memory.values.shape[-1] + cells[-1].hidden_size), w_c_t, b_c,
-        _NONE, _NONE, y)
+        ABSENT, ABSENT, y)
     layers = [(x[batch:, cell.input_size:], c[batch:])
               for x, c, cell in zip(xs, cs, cells, strict=True)]
     outputs = [h for h, _ in layers]

@@ -38,11 +38,21 @@ from assembly.nn.teacher_forcing import (
 )
 from assembly.nn.teacher_forcing_cells import LSTMCell
 
-_NONE = torch.empty(0)  # an absent optional tensor, for the C++ side
+ABSENT = torch.empty(0)  # an absent optional tensor, for the C++ side
 
 
 def _or_none(tensor: Tensor | None) -> Tensor:
-    return _NONE if tensor is None else tensor
+    return ABSENT if tensor is None else tensor
+
+
+def masked_extents(mask: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    """What the C++ attention reads of a mask (B, S): 0 or −inf per position (``like``'s
+    dtype) and each row's extent, one past its last valid position (int64, CPU)."""
+    sources = mask.shape[1]
+    blocked = like.new_zeros(mask.shape).masked_fill_(~mask, float("-inf"))
+    positions = torch.arange(1, sources + 1, device=mask.device)
+    extents = torch.where(mask, positions, 0).amax(1).to("cpu", torch.int64)  # (B,)
+    return blocked, extents
 
 
 def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | None,
@@ -68,9 +78,7 @@ def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | No
         biases.append(w_ih.new_zeros(4 * hidden) if b_ih is None else b_ih + b_hh)
     layer_noise, feature_noise = _dropout_masks(layout, width, order, values)
     squashed_tanh = new(rows.count, width) if layout.attention_dropout else None
-    blocked = values.new_zeros(batch, sources).masked_fill_(~mask, float("-inf"))
-    positions = torch.arange(1, sources + 1, device=mask.device)
-    extents = torch.where(mask, positions, 0).amax(1).to("cpu", torch.int64)  # (B,)
+    blocked, extents = masked_extents(mask, values)
     queries = new(rows.count, query.shape[0])  # 2 W_q s_t
     attended = new(rows.count, sources)
     joined = new(rows.count, values.shape[-1] + layout.hidden[-1])
