@@ -94,10 +94,16 @@ def test_native_steps_equal_the_python_steps(name: str,
 
 @needs_native
 def test_greedy_decoding_is_the_same_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also on a batch whose row loops run on two threads."""
     spec, model = _model("reference-like")
-    batch = random_batch(spec, registry=REGISTRY, batch=40, source_steps=9, seed=5)
+    batch = random_batch(spec, registry=REGISTRY, batch=300, source_steps=9, seed=5)
     sampler = REGISTRY.record_of(GreedySpec()).build(GreedySpec())
-    ours = sampler.decode(model, batch.source, batch.source_lengths)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = sampler.decode(model, batch.source, batch.source_lengths)
+    finally:
+        torch.set_num_threads(threads)
     _python_step(monkeypatch)
     reference = sampler.decode(model, batch.source, batch.source_lengths)
     assert ours.tokens == reference.tokens

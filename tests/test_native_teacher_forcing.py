@@ -188,6 +188,25 @@ def test_rows_and_sources_of_different_lengths(sources: tuple[int, ...],
 
 
 @needs_native
+@pytest.mark.parametrize("name", ["reference-like", "three-layers"])
+def test_rows_split_across_threads_give_the_same_results(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch large enough that every row loop of the C++ node and of the encoder's runs
+    on two threads (rows × width past the loops' parallel threshold; the attention
+    loops' per-thread partial sums in play): still the Python node's results and the
+    float64 gradients, so no loop races another."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        spec = _spec(name, dropout=True)
+        model = _model(spec)
+        _both_ways(model, _batch(spec, batch=600, source_steps=9, target_steps=8),
+                   monkeypatch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@needs_native
 def test_steps_past_a_row_s_length_are_zero_and_pass_no_gradient(
         monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _spec("three-layers", dropout=True)
