@@ -10,34 +10,21 @@ from typing import Any
 
 import pytest
 import torch
+from helpers_native import ATOL, FEEDING, RTOL, needs_native
+from helpers_native import CONFIGS as NODE_CONFIGS
 
 from assembly.build import build_model
-from assembly.builtin.cells import GruSpec, LstmSpec
+from assembly.builtin.cells import GruSpec
 from assembly.builtin.samplers import GreedySpec
 from assembly.nn import decoder_step_native, native
 from assembly.plan import plan_model
 from assembly.registry import make_registry
-from assembly.spec import AttentionSpec, BridgeSpec, PeekSpec
+from assembly.spec import AttentionSpec
 from assembly.testing import make_spec, random_batch
 
 REGISTRY = make_registry(entrypoints=False, strict=True)
-FEEDING = AttentionSpec(input_feeding=True)
-RTOL, ATOL = 2e-5, 2e-6
-
-CONFIGS: dict[str, dict[str, Any]] = {
-    "reference-like": {"encoder__bidirectional": True, "bridge": BridgeSpec(type="linear"),
-                       "decoder__attention": FEEDING},
-    "concat": {"decoder__attention": AttentionSpec(score="concat", input_feeding=True)},
-    "three-layers": {"depth": (1, 3), "decoder__hidden": (8, 6, 5),
-                     "decoder__attention": FEEDING},
-    "no-bias": {"decoder__cell": LstmSpec(bias=False), "decoder__attention": FEEDING},
-    "peek-concat": {"decoder__peek": PeekSpec(mode="concat"), "decoder__attention": FEEDING},
-    "nothing-fed": {"decoder__feed_previous": False, "decoder__peek": PeekSpec(),
-                    "decoder__attention": FEEDING},
-}
-
-needs_native = pytest.mark.skipif(native.loops() is None,
-                                  reason="the native module could not be built here")
+CONFIGS = {name: NODE_CONFIGS[name] for name in (
+    "reference-like", "concat", "three-layers", "no-bias", "peek-concat", "nothing-fed")}
 
 
 def _model(name: str) -> Any:

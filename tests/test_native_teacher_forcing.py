@@ -14,42 +14,21 @@ from typing import Any
 
 import pytest
 import torch
+from helpers_native import ATOL, CONFIGS, FEEDING, RTOL, needs_native
 from helpers_train import regulariser_penalty
 
 from assembly.build import build_model
-from assembly.builtin.cells import GruSpec, LstmSpec
+from assembly.builtin.cells import GruSpec
 from assembly.nn import native, teacher_forcing_native
 from assembly.plan import plan_model
 from assembly.registry import make_registry
-from assembly.spec import AttentionSpec, BridgeSpec, ContinuousSpec, PeekSpec, Spec
+from assembly.spec import AttentionSpec, Spec
 from assembly.testing import Batch, make_spec, random_batch
 
 REGISTRY = make_registry(entrypoints=False, strict=True)
-FEEDING = AttentionSpec(input_feeding=True)
-RTOL, ATOL = 2e-5, 2e-6  # float32 rounding; the exp polynomial is ~1 ulp
 GRAD_TOL = 1e-4  # of each gradient's largest entry, against the float64 Python node
-
-CONFIGS: dict[str, dict[str, Any]] = {
-    "reference-like": {"encoder__bidirectional": True, "bridge": BridgeSpec(type="linear"),
-                       "decoder__attention": FEEDING},
-    "additive-sized": {"decoder__attention": AttentionSpec(input_feeding=True, size=5)},
-    "concat": {"decoder__attention": AttentionSpec(score="concat", input_feeding=True)},
-    "three-layers": {"depth": (1, 3), "decoder__hidden": (8, 6, 5),
-                     "decoder__attention": FEEDING},
-    "no-bias": {"decoder__cell": LstmSpec(bias=False), "decoder__attention": FEEDING},
-    "peek-concat": {"decoder__peek": PeekSpec(mode="concat"), "decoder__attention": FEEDING},
-    "nothing-fed": {"decoder__feed_previous": False, "decoder__peek": PeekSpec(),
-                    "decoder__attention": FEEDING},
-    "zero-bridge": {"bridge": BridgeSpec(type="zero"), "decoder__attention": FEEDING},
-    "continuous": {"mode": "continuous",
-                   "continuous": ContinuousSpec(input_dim=3, output_dim=2),
-                   "decoder__attention": FEEDING},
-}
 DROPOUT = {"decoder__dropout": 0.3, "decoder__attention__dropout": 0.25,
            "target__dropout": 0.2, "source__dropout": 0.1, "encoder__dropout": 0.1}
-
-needs_native = pytest.mark.skipif(native.loops() is None,
-                                  reason="the native loops could not be built here")
 
 
 def _spec(name: str, dropout: bool) -> Spec:
