@@ -233,3 +233,27 @@ def regulariser_penalty(outputs: Any, seed: int = 11) -> torch.Tensor:
     for layer in outputs.decoder_layer_outputs:
         total = total + weigh(layer)
     return total
+
+
+def update_gradients(model: Any, batch: Any, *, inject: bool, seed: int = 3
+                     ) -> tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """One forward + backward of ``model`` on ``batch`` from fresh gradients, dropout
+    seeded by ``seed``; the loss per token plus, with ``inject``, :func:`regulariser_penalty`.
+    Returns (outputs, parameter gradients, input gradients (source/target, where the
+    inputs require them))."""
+    model.zero_grad(set_to_none=True)
+    for tensor in (batch.source, batch.target):
+        if tensor.requires_grad:
+            tensor.grad = None
+    torch.manual_seed(seed)
+    outputs = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    total, count = model.loss(outputs, batch.target)
+    loss = total / count
+    if inject:  # what regularisers add: penalties on attention, top and layer outputs
+        loss = loss + regulariser_penalty(outputs)
+    loss.backward()
+    params = {name: p.grad.clone() for name, p in model.named_parameters()
+              if p.grad is not None}
+    inputs = {name: t.grad.clone() for name, t in
+              (("source", batch.source), ("target", batch.target)) if t.grad is not None}
+    return outputs, params, inputs

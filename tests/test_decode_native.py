@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers_native import ATOL, FEEDING, RTOL, needs_native
-from helpers_native import CONFIGS as NODE_CONFIGS
+from helpers_native import ATOL, FEEDING, NATIVE_CONFIGS, RTOL, needs_native
 
 from assembly.build import build_model
 from assembly.builtin.cells import GruSpec
@@ -23,7 +22,7 @@ from assembly.spec import AttentionSpec
 from assembly.testing import make_spec, random_batch
 
 REGISTRY = make_registry(entrypoints=False, strict=True)
-CONFIGS = {name: NODE_CONFIGS[name] for name in (
+CONFIGS = {name: NATIVE_CONFIGS[name] for name in (
     "reference-like", "concat", "three-layers", "no-bias", "peek-concat", "nothing-fed")}
 
 

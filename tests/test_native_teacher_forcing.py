@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 import torch
-from helpers_native import ATOL, CONFIGS, FEEDING, RTOL, needs_native
-from helpers_train import regulariser_penalty
+from helpers_native import ATOL, FEEDING, RTOL, needs_native
+from helpers_native import NATIVE_CONFIGS as CONFIGS
+from helpers_train import update_gradients
 
 from assembly.build import build_model
 from assembly.builtin.cells import GruSpec
@@ -70,22 +71,8 @@ def _run(model: Any, batch: Batch, monkeypatch: pytest.MonkeyPatch, *, use_nativ
          inject: bool = True, seed: int = 3) -> tuple[Any, dict[str, torch.Tensor]]:
     """Forward + backward one way; returns (outputs, parameter and input gradients)."""
     monkeypatch.setenv("ASSEMBLY_NATIVE", "1" if use_native else "0")
-    model.zero_grad(set_to_none=True)
-    for tensor in (batch.source, batch.target):
-        if tensor.requires_grad:
-            tensor.grad = None
-    torch.manual_seed(seed)
-    outputs = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
-    total, count = model.loss(outputs, batch.target)
-    loss = total / count
-    if inject:  # what regularisers add: penalties on attention, top and layer outputs
-        loss = loss + regulariser_penalty(outputs)
-    loss.backward()
-    grads = {name: p.grad.clone() for name, p in model.named_parameters()
-             if p.grad is not None}
-    grads.update({name: t.grad.clone() for name, t in
-                  (("source", batch.source), ("target", batch.target)) if t.grad is not None})
-    return outputs, grads
+    outputs, params, inputs = update_gradients(model, batch, inject=inject, seed=seed)
+    return outputs, {**params, **inputs}
 
 
 def _assert_close(a: Any, b: Any) -> None:

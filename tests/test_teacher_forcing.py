@@ -11,46 +11,19 @@ from typing import Any
 
 import pytest
 import torch
-from helpers_train import regulariser_penalty
+from helpers_native import CONFIGS, FEEDING
+from helpers_train import update_gradients
 
 from assembly.build import build_model
 from assembly.builtin.cells import GruSpec, LstmSpec
 from assembly.nn import teacher_forcing
 from assembly.plan import plan_model
 from assembly.registry import make_registry
-from assembly.spec import AttentionSpec, BridgeSpec, ContinuousSpec, PeekSpec, Spec
+from assembly.spec import AttentionSpec, Spec
 from assembly.testing import Batch, make_spec, random_batch
 
 REGISTRY = make_registry(entrypoints=False, strict=True)
 TOL = 1e-9
-FEEDING = AttentionSpec(input_feeding=True)
-
-CONFIGS: dict[str, dict[str, Any]] = {
-    "reference-like": {"encoder__bidirectional": True, "bridge": BridgeSpec(type="linear"),
-                       "decoder__attention": FEEDING},
-    "additive-sized": {"decoder__attention": AttentionSpec(input_feeding=True, size=5)},
-    "concat": {"decoder__attention": AttentionSpec(score="concat", input_feeding=True)},
-    "dot": {"decoder__attention": AttentionSpec(score="dot", input_feeding=True)},
-    "dot-resized": {"encoder__bidirectional": True,
-                    "decoder__attention": AttentionSpec(score="dot", input_feeding=True)},
-    "general": {"decoder__attention": AttentionSpec(score="general", input_feeding=True)},
-    "three-layers": {"depth": (1, 3), "decoder__hidden": (8, 6, 5),
-                     "decoder__attention": FEEDING},
-    "two-layers-general": {"depth": 2, "encoder__bidirectional": True,
-                           "decoder__attention": AttentionSpec(score="general",
-                                                               input_feeding=True)},
-    "no-bias": {"decoder__cell": LstmSpec(bias=False), "decoder__attention": FEEDING},
-    "peek-concat": {"decoder__peek": PeekSpec(mode="concat"), "decoder__attention": FEEDING},
-    "peek-add": {"decoder__peek": PeekSpec(mode="add"), "decoder__attention": FEEDING},
-    "peek-projected-add": {
-        "decoder__peek": PeekSpec(mode="projected-add"), "decoder__attention": FEEDING},
-    "nothing-fed": {"decoder__feed_previous": False, "decoder__peek": PeekSpec(),
-                    "decoder__attention": FEEDING},
-    "zero-bridge": {"bridge": BridgeSpec(type="zero"), "decoder__attention": FEEDING},
-    "continuous": {"mode": "continuous",
-                   "continuous": ContinuousSpec(input_dim=3, output_dim=2),
-                   "decoder__attention": FEEDING},
-}
 # decoder cells every equality test runs with: the LSTM, the GRU in torch's convention and
 # in Cho's (the update gate stored negated; with a gate bias, else the two built the same)
 CELLS = ("lstm", "gru-torch", "gru-cho")
@@ -97,22 +70,8 @@ def _run(model: Any, batch: Batch, *, fused: bool, inject: bool, seed: int = 3
          ) -> tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Forward + backward one way; returns (outputs, parameter grads, input grads)."""
     model.decoder.fuse_teacher_forcing = fused
-    model.zero_grad(set_to_none=True)
-    for tensor in (batch.source, batch.target):
-        if tensor.requires_grad:
-            tensor.grad = None
-    torch.manual_seed(seed)
-    outputs = model(batch.source, batch.source_lengths, batch.target, batch.target_lengths)
+    outputs, params, inputs = update_gradients(model, batch, inject=inject, seed=seed)
     assert _fused_ran(outputs) == fused
-    total, count = model.loss(outputs, batch.target)
-    loss = total / count
-    if inject:  # what regularisers add: penalties on attention, top and layer outputs
-        loss = loss + regulariser_penalty(outputs)
-    loss.backward()
-    params = {name: p.grad.clone() for name, p in model.named_parameters()
-              if p.grad is not None}
-    inputs = {name: t.grad.clone() for name, t in
-              (("source", batch.source), ("target", batch.target)) if t.grad is not None}
     return outputs, params, inputs
 
 

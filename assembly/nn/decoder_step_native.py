@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from assembly.nn import native, teacher_forcing
-from assembly.nn.teacher_forcing_native import ABSENT, masked_extents
+from assembly.nn.teacher_forcing_native import ABSENT, masked_extents, step_weights
 
 _STRUCTURES: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -60,23 +60,18 @@ def _structure(decoder: Any) -> bool:
 
 
 def _weights(decoder: Any) -> tuple[Any, ...]:
-    """The weights in the layout forward_steps reads: per layer [W_ih W_hh]ᵀ and
-    b_ih + b_hh, then 2 W_qᵀ, 2v, W_cᵀ, b_c (copies: read once per decoded batch and kept
-    in its Memory, since an optimiser's in-place update need not bump a parameter's
-    version counter)."""
+    """The decoder's weights as forward_steps reads them
+    (:func:`~assembly.nn.teacher_forcing_native.step_weights`), made once per decoded
+    batch and kept in its Memory: an optimiser's in-place update need not bump a
+    parameter's version counter, so no cache across batches can tell it is stale."""
+    rest: list[Tensor | None] = []
+    for cell in decoder.layers:
+        rest += [None, None, cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+    attention = decoder.attention
+    rest += [attention.query_map.weight, attention.vector.weight,
+             decoder.attentional.weight, decoder.attentional.bias]
     with torch.no_grad():
-        weights, biases = [], []
-        for cell in decoder.layers:
-            weights.append(torch.cat([cell.weight_ih, cell.weight_hh], 1).t().contiguous())
-            hidden4 = cell.weight_ih.shape[0]
-            biases.append(cell.weight_ih.new_zeros(hidden4) if cell.bias_ih is None
-                          else cell.bias_ih + cell.bias_hh)
-        attention = decoder.attention
-        query2 = (attention.query_map.weight * 2).t().contiguous()
-        vector2 = attention.vector.weight[0] * 2
-        w_c_t = decoder.attentional.weight.t().contiguous()
-        b_c = decoder.attentional.bias.clone()
-    return weights, biases, query2, vector2, w_c_t, b_c
+        return step_weights(rest)
 
 
 def step(decoder: Any, static: Tensor | None, state: Any, memory: Any) -> Any:

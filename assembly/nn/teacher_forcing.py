@@ -319,6 +319,36 @@ def _state_buffers(layout: _Layout, static: Tensor | None, feed: Tensor,
     return xs
 
 
+def _finish_forward(ctx: Any, layout: _Layout, buffers: tuple[Any, ...], keys: Tensor,
+                    values: Tensor, rest: tuple[Tensor | None, ...], width: int
+                    ) -> tuple[Tensor, ...]:
+    """How both forwards end (the Python loops' and the native ones'): keep what the
+    backwards read (:func:`_saved`; ``buffers`` = (xs, saved, layer noise, feature noise,
+    squashed tanh, attended, joined)) and return the outputs (B, T, ·): features,
+    weights, top, then every layer below the top."""
+    count = len(layout.hidden)
+    query, vector, w_c = rest[6 * count:6 * count + 3]
+    ctx.layout = layout
+    ctx.buffers = buffers
+    ctx.save_for_backward(keys, values, query, vector, w_c,
+                          *(rest[6 * i + 2] for i in range(count)),
+                          *(rest[6 * i + 3] for i in range(count)))
+    xs, attended = buffers[0], buffers[5]
+    y, batch = layout.static, layout.rows.batch
+    outputs = [xs[0][batch:, y:y + width], attended, xs[-1][batch:, layout.inputs[-1]:]]
+    outputs += [xs[i][batch:, layout.inputs[i]:] for i in range(count - 1)]
+    return tuple(layout.rows.unpack(o) for o in outputs)
+
+
+def _saved(ctx: Any) -> tuple[Any, ...]:
+    """What :func:`_finish_forward` saved: keys, values, W_q, v, W_c, then each layer's
+    W_ih and W_hh (two tuples)."""
+    count = len(ctx.layout.hidden)
+    keys, values, query, vector, w_c = ctx.saved_tensors[:5]
+    return (keys, values, query, vector, w_c, ctx.saved_tensors[5:5 + count],
+            ctx.saved_tensors[5 + count:])
+
+
 def _outside_gradients(ctx: Any, d_features: Tensor | None, d_top: Tensor | None
                        ) -> tuple[Tensor, Tensor, Tensor]:
     """What both backwards start from, for every step row at once (N, ·), the outside
@@ -328,7 +358,7 @@ def _outside_gradients(ctx: Any, d_features: Tensor | None, d_top: Tensor | None
     layout = ctx.layout
     rows, y, batch = layout.rows, layout.static, layout.rows.batch
     xs, _, _, feature_noise, squashed_tanh, _, _ = ctx.buffers
-    size_m = ctx.saved_tensors[1].shape[-1]
+    size_m = _saved(ctx)[1].shape[-1]  # values' M
     width = xs[0].shape[-1] - y - layout.hidden[0]
     if feature_noise is not None:
         d_tanh = _tanh_backward(feature_noise, squashed_tanh)  # m ⊙ (1 − h̃²)
@@ -360,8 +390,7 @@ def _gradients(ctx: Any, d_gates: list[Tensor], d_feed: Tensor, d_h: list[Tensor
     rows, count, y = layout.rows, len(layout.hidden), layout.static
     cell = _BY_NAME[layout.cell]
     xs, _, _, _, _, attended, joined = ctx.buffers
-    _, values, query, vector = ctx.saved_tensors[:4]
-    w_ih = ctx.saved_tensors[5:5 + count]
+    _, values, query, vector, _, w_ih, _ = _saved(ctx)
     batch, size_m = rows.batch, values.shape[-1]
     tops = xs[-1][batch:, layout.inputs[-1]:]  # (N, O)
     squashed = layout.score in ("additive", "concat")
@@ -497,15 +526,10 @@ class TeacherForced(torch.autograd.Function):
             if feature_noise_t is not None:
                 torch.mul(u, feature_noise_t[t], out=feeds[t])
 
-        ctx.layout = layout
-        ctx.buffers = (xs, saved, layer_noise, feature_noise, squashed_tanh, attended, joined)
         ctx.attention = sig if squashed else queries
-        ctx.save_for_backward(keys, values, query, vector, w_c,
-                              *(rest[6 * i + 2] for i in range(count)),
-                              *(rest[6 * i + 3] for i in range(count)))
-        outputs = [x0[batch:, y:y + width], attended, xs[-1][batch:, layout.inputs[-1]:]]
-        outputs += [xs[i][batch:, layout.inputs[i]:] for i in range(count - 1)]
-        return tuple(rows.unpack(o) for o in outputs)
+        return _finish_forward(ctx, layout, (xs, saved, layer_noise, feature_noise,
+                                             squashed_tanh, attended, joined),
+                               keys, values, rest, width)
 
     @staticmethod
     @once_differentiable
@@ -521,9 +545,7 @@ class TeacherForced(torch.autograd.Function):
         cell = _BY_NAME[layout.cell]
         xs, saved, layer_noise, _, _, attended, _ = ctx.buffers
         count = len(layout.hidden)
-        keys, values, query, vector, w_c = ctx.saved_tensors[:5]
-        w_ih = ctx.saved_tensors[5:5 + count]
-        w_hh = ctx.saved_tensors[5 + count:]
+        keys, values, query, vector, w_c, w_ih, w_hh = _saved(ctx)
         y, active = layout.static, rows.active
         batch, sources, size_m = values.shape
         width = xs[0].shape[-1] - y - layout.hidden[0]

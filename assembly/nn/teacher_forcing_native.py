@@ -31,9 +31,11 @@ from torch import Tensor
 from assembly.nn import native
 from assembly.nn.teacher_forcing import (
     _dropout_masks,
+    _finish_forward,
     _gradients,
     _Layout,
     _outside_gradients,
+    _saved,
     _state_buffers,
 )
 from assembly.nn.teacher_forcing_cells import LSTMCell
@@ -55,6 +57,23 @@ def masked_extents(mask: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
     return blocked, extents
 
 
+def step_weights(rest: tuple[Tensor | None, ...] | list[Tensor | None]
+                 ) -> tuple[list[Tensor], list[Tensor], Tensor, Tensor, Tensor, Tensor]:
+    """The weights as ``forward_steps`` reads them, from the node's parameter inputs
+    ``rest`` (per layer h0, c0, W_ih, W_hh, b_ih, b_hh — the states are not read — then
+    W_q, v, W_c, b_c): per layer [W_ih W_hh]ᵀ (I + H, 4H) and b_ih + b_hh (zeros without
+    bias), then 2 W_qᵀ (O, A), 2v (A), W_cᵀ (M + O, F), b_c."""
+    count = (len(rest) - 4) // 6
+    weights, biases = [], []
+    for index in range(count):
+        _, _, w_ih, w_hh, b_ih, b_hh = rest[6 * index:6 * index + 6]
+        weights.append(torch.cat([w_ih, w_hh], 1).t().contiguous())
+        biases.append(w_ih.new_zeros(w_ih.shape[0]) if b_ih is None else b_ih + b_hh)
+    query, vector, w_c, b_c = rest[6 * count:]
+    return (weights, biases, (query * 2).t().contiguous(), (vector[0] * 2).contiguous(),
+            w_c.t().contiguous(), b_c)
+
+
 def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | None,
             keys: Tensor, values: Tensor, mask: Tensor, feed: Tensor,
             *rest: Tensor | None) -> tuple[Tensor, ...]:
@@ -62,44 +81,35 @@ def forward(ctx: Any, layout: _Layout, order: Tensor | None, static: Tensor | No
     loops = native.loops()
     rows = layout.rows
     count = len(layout.hidden)
-    query, vector, w_c, b_c = rest[6 * count:]
     y, batch, sources = layout.static, rows.batch, values.shape[1]
     width = feed.shape[1]
     new = values.new_empty
     xs = _state_buffers(layout, static, feed, rest, values)
-    saved, weights, biases = [], [], []
+    saved = []
     for index in range(count):
         hidden = layout.hidden[index]
-        _, c0, w_ih, w_hh, b_ih, b_hh = rest[6 * index:6 * index + 6]
         c = new(xs[index].shape[0], hidden)  # a state buffer, as x
-        c[:batch] = c0
+        c[:batch] = rest[6 * index + 1]  # c0
         saved.append((c, new(rows.count, 4 * hidden), new(rows.count, hidden)))  # c, act, tc
-        weights.append(torch.cat([w_ih, w_hh], 1).t().contiguous())  # (I + H, 4H)
-        biases.append(w_ih.new_zeros(4 * hidden) if b_ih is None else b_ih + b_hh)
+    weights, biases, query2, vector2, w_c_t, b_c = step_weights(rest)
     layer_noise, feature_noise = _dropout_masks(layout, width, order, values)
     squashed_tanh = new(rows.count, width) if layout.attention_dropout else None
     blocked, extents = masked_extents(mask, values)
-    queries = new(rows.count, query.shape[0])  # 2 W_q s_t
+    queries = new(rows.count, query2.shape[1])  # 2 W_q s_t
     attended = new(rows.count, sources)
     joined = new(rows.count, values.shape[-1] + layout.hidden[-1])
     loops.forward_steps(
         list(rows.active), batch, xs, [s[0] for s in saved], [s[1] for s in saved],
         [s[2] for s in saved], weights, biases, list(layout.inputs),
         [_or_none(m) for m in layer_noise], keys.contiguous(), values.contiguous(), blocked,
-        extents, (query * 2).t().contiguous(), (vector[0] * 2).contiguous(), queries,
-        attended, joined, w_c.t().contiguous(), b_c, _or_none(squashed_tanh),
-        _or_none(feature_noise), y)
+        extents, query2, vector2, queries, attended, joined, w_c_t, b_c,
+        _or_none(squashed_tanh), _or_none(feature_noise), y)
 
-    ctx.layout = layout
-    ctx.buffers = (xs, saved, layer_noise, feature_noise, squashed_tanh, attended, joined)
     ctx.attention = queries
     ctx.extents = extents
-    ctx.save_for_backward(keys, values, query, vector, w_c,
-                          *(rest[6 * i + 2] for i in range(count)),
-                          *(rest[6 * i + 3] for i in range(count)))
-    outputs = [xs[0][batch:, y:y + width], attended, xs[-1][batch:, layout.inputs[-1]:]]
-    outputs += [xs[i][batch:, layout.inputs[i]:] for i in range(count - 1)]
-    return tuple(rows.unpack(o) for o in outputs)
+    return _finish_forward(ctx, layout, (xs, saved, layer_noise, feature_noise,
+                                         squashed_tanh, attended, joined),
+                           keys, values, rest, width)
 
 
 def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
@@ -110,9 +120,7 @@ def backward(ctx: Any, d_features: Tensor | None, d_weights: Tensor | None,
     rows = layout.rows
     xs, saved, layer_noise, _, _, attended, _ = ctx.buffers
     count = len(layout.hidden)
-    keys, values, query, vector, w_c = ctx.saved_tensors[:5]
-    w_ih = ctx.saved_tensors[5:5 + count]
-    w_hh = ctx.saved_tensors[5 + count:]
+    keys, values, query, vector, w_c, w_ih, w_hh = _saved(ctx)
     y, batch = layout.static, rows.batch
     width = xs[0].shape[-1] - y - layout.hidden[0]
     new = values.new_empty
